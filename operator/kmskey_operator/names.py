@@ -1,0 +1,56 @@
+"""Every name the operator shares with Kubernetes and KMS, written once.
+
+The API group, the finalizer, annotation keys and the reserved ownership tag are part of the
+operator's contract with users: changing one here is a breaking change.
+"""
+
+from typing import Final
+
+GROUP: Final = "kms.alicloud.dev"
+VERSION: Final = "v1alpha1"
+KIND: Final = "KmsKey"
+PLURAL: Final = "kmskeys"
+SINGULAR: Final = "kmskey"
+SHORT_NAME: Final = "kk"
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+
+FINALIZER: Final = f"{GROUP}/finalizer"
+PAUSED_ANNOTATION: Final = f"{GROUP}/paused"
+RESYNC_ANNOTATION: Final = f"{GROUP}/resync-interval"
+
+# Every key the operator creates carries this tag with the resource's UID as its value. Before any
+# CreateKey the operator looks the UID up (ListKeys with a TagKey/TagValue filter), so a crash between
+# CreateKey and the status write never yields a second key.
+OWNER_TAG_KEY: Final = f"{GROUP}/owner-uid"
+
+# Tag keys KMS reserves for itself; users may not set them and the diff ignores them.
+RESERVED_TAG_PREFIXES: Final = ("aliyun", "acs:")
+
+# Condition types (Kubernetes API conventions: PascalCase adjectives).
+READY: Final = "Ready"
+SYNCED: Final = "Synced"
+
+# Event and condition reasons: one CamelCase word each.
+REASON_CREATED: Final = "Created"
+REASON_ADOPTED: Final = "Adopted"
+REASON_AVAILABLE: Final = "Available"
+REASON_UPDATED: Final = "Updated"
+REASON_DRIFT_CORRECTED: Final = "DriftCorrected"
+REASON_RECONCILE_SUCCESS: Final = "ReconcileSuccess"
+REASON_RECONCILING: Final = "Reconciling"
+REASON_KEY_NOT_FOUND: Final = "KeyNotFound"
+REASON_KEY_PENDING_DELETION: Final = "KeyPendingDeletion"
+REASON_KEY_DISABLED: Final = "KeyDisabled"
+REASON_KEY_MATERIAL_PENDING: Final = "KeyMaterialPending"
+REASON_FORCE_NEW_CONFLICT: Final = "ForceNewConflict"
+REASON_INVALID_SPEC: Final = "InvalidSpec"
+REASON_KMS_REJECTED: Final = "KmsRejected"
+REASON_KMS_UNAVAILABLE: Final = "KmsUnavailable"
+REASON_THROTTLED: Final = "Throttled"
+REASON_ACCESS_DENIED: Final = "AccessDenied"
+REASON_PAUSED: Final = "Paused"
+REASON_OBSERVE_ONLY: Final = "ObserveOnly"
+REASON_RETAINED: Final = "Retained"
+REASON_DELETION_SCHEDULED: Final = "DeletionScheduled"
+REASON_DELETION_BLOCKED: Final = "DeletionBlocked"
+REASON_NOT_OWNED: Final = "NotOwned"
