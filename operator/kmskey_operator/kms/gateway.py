@@ -1,0 +1,188 @@
+"""The one module that imports the Alibaba Cloud KMS SDK.
+
+Everything else speaks `KmsCall` (an action name and wire parameters) and gets back plain dicts or
+`KeyMetadata`. The SDK's async methods are used throughout; its exceptions become `KmsError` here and
+nowhere else. Every call first takes a token from the shared rate limiter and is reported to an
+observer (metrics and logs), so every KMS call the operator makes is counted in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from alibabacloud_credentials.client import Client as CredentialClient
+from alibabacloud_kms20160120 import models as kms_models
+from alibabacloud_kms20160120.client import Client as SdkClient
+from alibabacloud_tea_openapi.utils_models import Config
+from darabonba.exceptions import ResponseException
+
+from kmskey_operator.kms.errors import KmsError
+from kmskey_operator.kms.ratelimit import RateLimiter
+from kmskey_operator.kms.types import KeyMetadata, KmsCall
+from kmskey_operator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+READ_ONLY_ACTIONS = frozenset(
+    {"DescribeKey", "ListKeys", "GetKeyPolicy", "ListTagResources", "ListResourceTags", "DescribeRegions"}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CallRecord:
+    """What an observer learns about each KMS call (never parameters: they may hold a policy)."""
+
+    action: str
+    region_id: str
+    result: str  # "Success" or the KMS error code
+    seconds: float
+    throttle_wait_seconds: float
+
+
+CallObserver = Callable[[CallRecord], None]
+
+
+def _snake(action: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
+
+
+class KmsGateway:
+    """Async access to KMS for every region the operator serves, one SDK client per region."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        limiter: RateLimiter | None = None,
+        observer: CallObserver | None = None,
+        credential: Any = None,
+    ) -> None:
+        self._settings = settings
+        self._limiter = limiter or RateLimiter(settings.create_qps, settings.read_qps, settings.write_qps)
+        self._observer = observer
+        self._credential = credential
+        self._clients: dict[str, SdkClient] = {}
+
+    def _client(self, region_id: str) -> SdkClient:
+        client = self._clients.get(region_id)
+        if client is None:
+            if self._credential is None:
+                # The standard chain: env access keys, STS token, RRSA OIDC, credentials file, ECS role.
+                self._credential = CredentialClient()
+            config = Config(
+                credential=self._credential,
+                endpoint=self._settings.endpoint_for(region_id),
+                protocol=self._settings.kms_protocol,
+                region_id=region_id,
+                connect_timeout=self._settings.kms_connect_timeout_ms,
+                read_timeout=self._settings.kms_read_timeout_ms,
+                user_agent="kmskey-operator",
+            )
+            client = self._clients[region_id] = SdkClient(config)
+        return client
+
+    async def call(self, region_id: str, call: KmsCall) -> dict[str, Any]:
+        """Run one KMS action; returns the response body as wire-named dict, or raises KmsError."""
+        waited = await self._limiter.acquire(region_id, call.action)
+        started = time.monotonic()
+        result = "Success"
+        try:
+            request = getattr(kms_models, f"{call.action}Request")().from_map(dict(call.params))
+            method = getattr(self._client(region_id), f"{_snake(call.action)}_async")
+            response = await method(request)
+            body: dict[str, Any] = response.body.to_map() if response.body is not None else {}
+            return body
+        except Exception as exc:
+            failure = exc if isinstance(exc, KmsError) else _to_kms_error(call.action, exc)
+            result = failure.code
+            if failure is exc:
+                raise
+            raise failure from None
+        finally:
+            if self._observer is not None:
+                self._observer(CallRecord(call.action, region_id, result, time.monotonic() - started, waited))
+
+    # --- the reads the reconciler needs, typed ---
+
+    async def describe_key(self, region_id: str, key_id: str) -> KeyMetadata:
+        body = await self.call(region_id, KmsCall("DescribeKey", {"KeyId": key_id}))
+        return KeyMetadata.from_wire(body.get("KeyMetadata") or {})
+
+    async def get_key_policy(self, region_id: str, key_id: str) -> str | None:
+        try:
+            body = await self.call(
+                region_id, KmsCall("GetKeyPolicy", {"KeyId": key_id, "PolicyName": "default"})
+            )
+        except KmsError as error:
+            if error.code == "Forbidden.ResourceNotFound":  # Terraform's reading: no policy
+                return None
+            raise
+        policy = body.get("Policy")
+        return policy if isinstance(policy, str) else None
+
+    async def list_key_tags(self, region_id: str, key_id: str) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"RegionId": region_id, "ResourceType": "key", "ResourceId": [key_id]}
+            if token:
+                params["NextToken"] = token
+            body = await self.call(region_id, KmsCall("ListTagResources", params))
+            for row in (body.get("TagResources") or {}).get("TagResource") or []:
+                if row.get("ResourceId") in (None, key_id) and row.get("TagKey") is not None:
+                    tags[str(row["TagKey"])] = str(row.get("TagValue") or "")
+            token = body.get("NextToken") or None
+            if not token:
+                return tags
+
+    async def find_keys_by_tag(self, region_id: str, tag_key: str, tag_value: str) -> list[str]:
+        """Key IDs carrying tag_key=tag_value (ListKeys with TagKey/TagValue filters), all pages."""
+        filters = json.dumps(
+            [{"Key": "TagKey", "Values": [tag_key]}, {"Key": "TagValue", "Values": [tag_value]}]
+        )
+        found: list[str] = []
+        page = 1
+        while True:
+            body = await self.call(
+                region_id, KmsCall("ListKeys", {"Filters": filters, "PageNumber": page, "PageSize": 100})
+            )
+            rows = (body.get("Keys") or {}).get("Key") or []
+            found.extend(str(row["KeyId"]) for row in rows if row.get("KeyId"))
+            total = int(body.get("TotalCount") or 0)
+            if not rows or page * 100 >= total:
+                return found
+            page += 1
+
+    async def create_key(self, region_id: str, params: Mapping[str, Any]) -> KeyMetadata:
+        body = await self.call(region_id, KmsCall("CreateKey", params))
+        return KeyMetadata.from_wire(body.get("KeyMetadata") or {})
+
+
+def _to_kms_error(action: str, exc: Exception) -> KmsError:
+    """Turn any SDK or transport failure into a KmsError; the one place that knows SDK exceptions."""
+    if isinstance(exc, ResponseException):
+        data: Mapping[str, Any] = getattr(exc, "data", None) or {}
+        status = getattr(exc, "status_code", None) or data.get("statusCode")
+        retry_after_ms = getattr(exc, "retry_after", None)
+        return KmsError(
+            action,
+            str(getattr(exc, "code", None) or data.get("Code") or "UnknownError"),
+            str(data.get("Message") or getattr(exc, "message", "") or ""),
+            http_status=int(status) if status is not None else None,
+            request_id=getattr(exc, "request_id", None) or data.get("RequestId"),
+            retry_after_seconds=retry_after_ms / 1000.0 if retry_after_ms else None,
+        )
+    code = getattr(exc, "code", None)
+    if code:  # TeaException without an HTTP response, e.g. no credentials configured
+        return KmsError(action, str(code), str(getattr(exc, "message", "") or exc))
+    if type(exc).__name__ == "CredentialException":
+        return KmsError(action, "InvalidCredentials", f"no usable Alibaba Cloud credentials: {exc}")
+    inner = getattr(exc, "inner_exception", None) or exc
+    # Connection refused, timeouts, dropped connections: worth a retry.
+    return KmsError(action, "NetworkError", f"{type(inner).__name__}: {inner}")

@@ -1,0 +1,124 @@
+"""Operator settings: each read from an environment variable (flags override), with unit and effect.
+
+The same settings serve the operator, `kmskey-operator plan` and `kmskey-operator import`, so a CLI
+run sees KMS exactly as the operator does. Credentials are NOT settings: they come from the
+`alibabacloud-credentials` default chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET, STS token, RRSA OIDC
+variables, credentials file, ECS RAM role) and are never stored, logged or printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+
+class SettingsError(ValueError):
+    """A setting has a value the operator cannot use; the message names the variable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # --- KMS ---
+    region_id: str = "cn-hangzhou"
+    """ALIBABA_CLOUD_REGION_ID: the region of keys whose spec has no regionId."""
+    kms_endpoint: str | None = None
+    """KMS_ENDPOINT: host[:port] of the KMS API; default kms.<region>.aliyuncs.com (or the VPC one)."""
+    kms_endpoint_type: str = "public"
+    """KMS_ENDPOINT_TYPE: `public` (kms.<region>.aliyuncs.com) or `vpc` (kms-vpc.<region>.aliyuncs.com)."""
+    kms_protocol: str = "https"
+    """KMS_PROTOCOL: `https`, or `http` for the local emulator."""
+    kms_connect_timeout_ms: int = 5000
+    """KMSKEY_KMS_CONNECT_TIMEOUT_MS: milliseconds to open a connection to KMS."""
+    kms_read_timeout_ms: int = 10000
+    """KMSKEY_KMS_READ_TIMEOUT_MS: milliseconds to wait for a KMS answer."""
+    create_qps: float = 10.0
+    """KMSKEY_CREATE_QPS: CreateKey calls per second per region across all resources (KMS quota: 10)."""
+    read_qps: float = 20.0
+    """KMSKEY_READ_QPS: Describe/List/Get calls per second per region (KMS quota: 20). 0 = unlimited."""
+    write_qps: float = 10.0
+    """KMSKEY_WRITE_QPS: other write calls per second per region (KMS quota: 10). 0 = unlimited."""
+    # --- reconciling ---
+    resync_seconds: float = 600.0
+    """KMSKEY_RESYNC_SECONDS: how often each key is re-read to find drift (annotation overrides)."""
+    resync_jitter: float = 0.1
+    """KMSKEY_RESYNC_JITTER: +- fraction of the resync interval, so keys do not resync in waves."""
+    deletion_timeout_seconds: float = 1800.0
+    """KMSKEY_DELETION_TIMEOUT_SECONDS: how long deletion retries on KMS outages before giving up."""
+    namespaces: tuple[str, ...] = ()
+    """WATCH_NAMESPACES: comma-separated namespaces to watch; empty = all namespaces."""
+    # --- serving ---
+    health_port: int = 8081
+    """KMSKEY_HEALTH_PORT: port of /healthz (liveness) and /readyz (readiness). 0 = off."""
+    metrics_port: int = 8080
+    """KMSKEY_METRICS_PORT: port of the Prometheus /metrics endpoint. 0 = off."""
+    log_format: str = "text"
+    """KMSKEY_LOG_FORMAT: `text` or `json`."""
+    log_level: str = "INFO"
+    """KMSKEY_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
+    peering_name: str | None = None
+    """KMSKEY_PEERING: kopf peering name for several replicas (one active); empty = standalone."""
+
+    def endpoint_for(self, region_id: str) -> str:
+        if self.kms_endpoint:
+            return self.kms_endpoint
+        infix = "kms-vpc" if self.kms_endpoint_type == "vpc" else "kms"
+        return f"{infix}.{region_id}.aliyuncs.com"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        text_vars = {
+            "ALIBABA_CLOUD_REGION_ID": "region_id",
+            "KMS_ENDPOINT": "kms_endpoint",
+            "KMS_ENDPOINT_TYPE": "kms_endpoint_type",
+            "KMS_PROTOCOL": "kms_protocol",
+            "KMSKEY_LOG_FORMAT": "log_format",
+            "KMSKEY_LOG_LEVEL": "log_level",
+            "KMSKEY_PEERING": "peering_name",
+        }
+        for var, attr in text_vars.items():
+            if env.get(var):
+                values[attr] = env[var].strip()
+        number_vars: dict[str, tuple[str, type]] = {
+            "KMSKEY_KMS_CONNECT_TIMEOUT_MS": ("kms_connect_timeout_ms", int),
+            "KMSKEY_KMS_READ_TIMEOUT_MS": ("kms_read_timeout_ms", int),
+            "KMSKEY_CREATE_QPS": ("create_qps", float),
+            "KMSKEY_READ_QPS": ("read_qps", float),
+            "KMSKEY_WRITE_QPS": ("write_qps", float),
+            "KMSKEY_RESYNC_SECONDS": ("resync_seconds", float),
+            "KMSKEY_RESYNC_JITTER": ("resync_jitter", float),
+            "KMSKEY_DELETION_TIMEOUT_SECONDS": ("deletion_timeout_seconds", float),
+            "KMSKEY_HEALTH_PORT": ("health_port", int),
+            "KMSKEY_METRICS_PORT": ("metrics_port", int),
+        }
+        for var, (attr, kind) in number_vars.items():
+            raw = env.get(var, "").strip()
+            if raw:
+                try:
+                    values[attr] = kind(raw)
+                except ValueError:
+                    raise SettingsError(f"{var}={raw!r} is not a number") from None
+        if env.get("WATCH_NAMESPACES", "").strip():
+            values["namespaces"] = tuple(
+                ns.strip() for ns in env["WATCH_NAMESPACES"].split(",") if ns.strip()
+            )
+        return cls(**values).validated()  # type: ignore[arg-type]
+
+    def validated(self) -> Settings:
+        if self.kms_protocol not in ("http", "https"):
+            raise SettingsError(f"KMS_PROTOCOL={self.kms_protocol!r}: use https, or http for the emulator")
+        if self.kms_endpoint_type not in ("public", "vpc"):
+            raise SettingsError(f"KMS_ENDPOINT_TYPE={self.kms_endpoint_type!r}: use public or vpc")
+        if self.kms_endpoint and "://" in self.kms_endpoint:
+            raise SettingsError(
+                f"KMS_ENDPOINT={self.kms_endpoint!r}: give host[:port] only; set KMS_PROTOCOL for the scheme"
+            )
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"KMSKEY_LOG_FORMAT={self.log_format!r}: use text or json")
+        if self.resync_seconds <= 0:
+            raise SettingsError("KMSKEY_RESYNC_SECONDS must be positive")
+        if not 0 <= self.resync_jitter < 1:
+            raise SettingsError("KMSKEY_RESYNC_JITTER must be in [0, 1)")
+        return self
