@@ -1,0 +1,612 @@
+"""validation.py: every CREATE/UPDATE rule, its refusal and what its message tells the user to do."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kmskey_operator import model, names, validation
+from kmskey_operator.validation import validate_spec, validate_update
+
+SEED_POLICY = json.dumps(
+    {
+        "Version": "1",
+        "Statement": [
+            {
+                "Action": ["kms:*"],
+                "Resource": ["*"],
+                "Effect": "Allow",
+                "Principal": {"RAM": ["acs:ram::1192853035118460:*"]},
+                "Sid": "kms default key policy",
+            }
+        ],
+    }
+)
+# The seed's example, in camelCase.
+SEED_SPEC: dict[str, Any] = {
+    "protectionLevel": "SOFTWARE",
+    "description": "key description example",
+    "keySpec": "Aliyun_AES_256",
+    "keyUsage": "ENCRYPT/DECRYPT",
+    "rotationInterval": "604800s",
+    "dkmsInstanceId": "kst-hzz6example",
+    "origin": "Aliyun_KMS",
+    "policy": SEED_POLICY,
+    "enableAutomaticRotation": True,
+    "automaticRotation": "Enabled",
+    "status": "Enabled",
+}
+
+
+def without(spec: dict[str, Any], *fields: str) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in fields}
+
+
+def errors_of(spec: dict[str, Any]) -> dict[str, str]:
+    verdict = validate_spec(spec)
+    return {p.field: p.message for p in verdict.errors}
+
+
+def only_error(spec: dict[str, Any], field: str) -> str:
+    verdict = validate_spec(spec)
+    assert [p.field for p in verdict.errors] == [field], verdict
+    assert field in verdict.summary()
+    return verdict.errors[0].message
+
+
+def body(spec: dict[str, Any] | None, *, key_id: str | None = "key-1", **metadata: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "apiVersion": f"{names.GROUP}/{names.VERSION}",
+        "kind": names.KIND,
+        "metadata": {"name": "k", "namespace": "default", "generation": 1, **metadata},
+        "spec": spec,
+    }
+    if key_id:
+        result["status"] = {"keyId": key_id, "regionId": "cn-hangzhou"}
+    return result
+
+
+# --- valid specs --------------------------------------------------------------------------------------------
+
+
+def test_the_seed_example_is_valid_with_only_the_protection_level_warning() -> None:
+    verdict = validate_spec(SEED_SPEC)
+    assert verdict.allowed
+    assert verdict.summary() == ""
+    # The seed sets protectionLevel next to dkmsInstanceId, which KMS ignores.
+    assert [w.split(":")[0] for w in verdict.warnings] == ["spec.protectionLevel"]
+    assert validate_spec(without(SEED_SPEC, "protectionLevel")).warnings == ()
+
+
+@pytest.mark.parametrize("spec", [None, {}, {"deletionPolicy": "Retain", "managementPolicy": "Manage"}])
+def test_an_empty_spec_means_a_default_key_and_is_valid(spec: dict[str, Any] | None) -> None:
+    assert validate_spec(spec) == validation.ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("key_spec", "usage"),
+    [
+        ("Aliyun_AES_256", "ENCRYPT/DECRYPT"),
+        ("Aliyun_SM4", "ENCRYPT/DECRYPT"),
+        ("RSA_2048", "ENCRYPT/DECRYPT"),
+        ("RSA_3072", "SIGN/VERIFY"),
+        ("EC_P256", "SIGN/VERIFY"),
+        ("EC_P256K", "SIGN/VERIFY"),
+        ("EC_SM2", "SIGN/VERIFY"),
+        ("EC_SM2", "ENCRYPT/DECRYPT"),
+    ],
+)
+def test_key_specs_accept_the_usages_kms_supports(key_spec: str, usage: str) -> None:
+    assert validate_spec({"keySpec": key_spec, "keyUsage": usage}).allowed
+
+
+def test_an_ec_key_without_usage_is_valid_because_kms_defaults_it_to_signing() -> None:
+    assert validate_spec({"keySpec": "EC_P256"}).allowed
+
+
+# --- shapes -------------------------------------------------------------------------------------------------
+
+
+def test_every_badly_shaped_field_is_reported_not_only_the_first() -> None:
+    errors = errors_of({"keySpec": "EC_P257", "keyUsage": 3, "bogus": 1})
+    assert set(errors) == {"spec.keySpec", "spec.keyUsage", "spec.bogus"}
+    assert "EC_P256" in errors["spec.keySpec"]
+
+
+def test_a_bad_shape_hides_combination_rules_that_would_mislead() -> None:
+    # keySpec is broken, so the usage must not be judged against the default spec.
+    assert set(errors_of({"keySpec": "nope", "keyUsage": "SIGN/VERIFY"})) == {"spec.keySpec"}
+
+
+# --- secretName / certificateId ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("field", "what"), [("secretName", "secret"), ("certificateId", "certificate")])
+def test_secret_name_and_certificate_id_are_refused_and_point_to_key_id(field: str, what: str) -> None:
+    message = only_error({field: "x"}, f"spec.{field}")
+    assert f"KMS {what}, not a key" in message
+    assert "spec.keyId" in message
+
+
+# --- status -------------------------------------------------------------------------------------------------
+
+
+def test_pending_deletion_is_refused_with_how_to_delete_instead() -> None:
+    message = only_error({"status": "PendingDeletion"}, "spec.status")
+    assert "deletionPolicy: Delete" in message
+    assert "Enabled or Disabled" in message
+
+
+@pytest.mark.parametrize("status", ["Enabled", "Disabled"])
+def test_enabled_and_disabled_are_valid_states(status: str) -> None:
+    assert validate_spec({"status": status}).allowed
+
+
+def test_an_enabled_external_key_is_allowed_with_a_pending_import_warning() -> None:
+    verdict = validate_spec({"origin": "EXTERNAL", "status": "Enabled"})
+    assert verdict.allowed
+    assert any("PendingImport" in w and "spec.status" in w for w in verdict.warnings)
+
+
+# --- key spec and usage -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key_spec", "usage", "fix"),
+    [
+        ("EC_P256", "ENCRYPT/DECRYPT", "use SIGN/VERIFY"),
+        ("EC_P256K", "ENCRYPT/DECRYPT", "use SIGN/VERIFY"),
+        ("Aliyun_AES_256", "SIGN/VERIFY", "use ENCRYPT/DECRYPT"),
+        ("Aliyun_SM4", "SIGN/VERIFY", "use ENCRYPT/DECRYPT"),
+    ],
+)
+def test_a_usage_the_key_spec_cannot_do_is_refused(key_spec: str, usage: str, fix: str) -> None:
+    message = only_error({"keySpec": key_spec, "keyUsage": usage}, "spec.keyUsage")
+    assert key_spec in message
+    assert fix in message
+
+
+def test_usage_without_key_spec_is_judged_against_the_default_spec() -> None:
+    message = only_error({"keyUsage": "SIGN/VERIFY"}, "spec.keyUsage")
+    assert "Aliyun_AES_256 (the default when spec.keySpec is unset)" in message
+    assert "RSA_2048" in message
+
+
+@pytest.mark.parametrize("key_spec", ["Aliyun_AES_128", "Aliyun_AES_192"])
+def test_instance_only_specs_warn_without_a_kms_instance(key_spec: str) -> None:
+    verdict = validate_spec({"keySpec": key_spec})
+    assert verdict.allowed
+    assert any("spec.dkmsInstanceId" in w for w in verdict.warnings)
+    assert validate_spec({"keySpec": key_spec, "dkmsInstanceId": "kst-1"}).warnings == ()
+
+
+def test_protection_level_in_a_kms_instance_warns_that_kms_ignores_it() -> None:
+    verdict = validate_spec({"protectionLevel": "HSM", "dkmsInstanceId": "kst-1"})
+    assert verdict.allowed
+    assert any("spec.protectionLevel" in w and "ignores" in w for w in verdict.warnings)
+    assert validate_spec({"protectionLevel": "HSM"}).warnings == ()
+
+
+# --- rotation -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rotation",
+    [
+        {"enableAutomaticRotation": True},
+        {"automaticRotation": "Enabled"},
+        {"automaticRotation": "Suspended"},
+        {"enableAutomaticRotation": True, "automaticRotation": "Suspended"},
+        {"enableAutomaticRotation": False, "automaticRotation": "Disabled"},
+    ],
+)
+def test_agreeing_rotation_fields_are_valid(rotation: dict[str, Any]) -> None:
+    assert validate_spec({**rotation, "rotationInterval": "365d"}).errors == ()
+
+
+@pytest.mark.parametrize(
+    "rotation",
+    [
+        {"enableAutomaticRotation": True, "automaticRotation": "Disabled"},
+        {"enableAutomaticRotation": False, "automaticRotation": "Enabled"},
+        {"enableAutomaticRotation": False, "automaticRotation": "Suspended"},
+    ],
+)
+def test_disagreeing_rotation_fields_are_refused(rotation: dict[str, Any]) -> None:
+    message = only_error({**rotation, "rotationInterval": "7d"}, "spec.automaticRotation")
+    assert "spec.enableAutomaticRotation" in message
+    assert "agree" in message
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"keySpec": "RSA_2048"},
+        {"keySpec": "EC_P256"},
+        {"keySpec": "EC_SM2"},
+        {"origin": "EXTERNAL"},
+        {"keySpec": "Aliyun_SM4", "origin": "EXTERNAL"},
+    ],
+)
+def test_rotation_is_refused_unless_symmetric_and_generated_by_kms(spec: dict[str, Any]) -> None:
+    message = only_error(
+        {**spec, "enableAutomaticRotation": True, "rotationInterval": "30d"}, "spec.enableAutomaticRotation"
+    )
+    assert "only available for symmetric keys" in message
+    assert "Aliyun_KMS" in message
+
+
+def test_rotation_error_names_automatic_rotation_when_only_it_is_set() -> None:
+    only_error(
+        {"keySpec": "RSA_2048", "automaticRotation": "Enabled", "rotationInterval": "30d"},
+        "spec.automaticRotation",
+    )
+
+
+def test_rotation_on_needs_an_interval() -> None:
+    message = only_error({"enableAutomaticRotation": True}, "spec.rotationInterval")
+    assert "required" in message
+    assert "7d" in message
+
+
+@pytest.mark.parametrize("interval", ["7d", "604800s", "168h", "10080m", "730d", "63072000s", "605800s"])
+def test_intervals_within_7_to_730_days_are_valid(interval: str) -> None:
+    assert validate_spec({"enableAutomaticRotation": True, "rotationInterval": interval}).allowed
+
+
+@pytest.mark.parametrize("interval", ["6d", "604799s", "731d", "63072001s", "0s"])
+def test_intervals_out_of_range_are_refused(interval: str) -> None:
+    message = only_error(
+        {"enableAutomaticRotation": True, "rotationInterval": interval}, "spec.rotationInterval"
+    )
+    assert "7d to 730d" in message
+
+
+def test_a_malformed_interval_is_refused_with_an_example() -> None:
+    message = only_error({"enableAutomaticRotation": True, "rotationInterval": "1w"}, "spec.rotationInterval")
+    assert "7d" in message
+
+
+@pytest.mark.parametrize(
+    "rotation", [{}, {"enableAutomaticRotation": False}, {"automaticRotation": "Disabled"}]
+)
+def test_an_interval_with_rotation_off_is_allowed_with_a_warning(rotation: dict[str, Any]) -> None:
+    verdict = validate_spec({**rotation, "rotationInterval": "30d"})
+    assert verdict.allowed
+    assert any("spec.rotationInterval is ignored" in w for w in verdict.warnings)
+
+
+# --- policy -------------------------------------------------------------------------------------------------
+
+
+def test_policy_must_be_json() -> None:
+    assert "not valid JSON" in only_error({"policy": "{Version: 1"}, "spec.policy")
+
+
+@pytest.mark.parametrize("text", ["[]", '"x"', "1"])
+def test_policy_must_be_a_json_object(text: str) -> None:
+    assert "JSON object" in only_error({"policy": text}, "spec.policy")
+
+
+@pytest.mark.parametrize("document", [{}, {"Version": 1}, {"Version": "2"}])
+def test_policy_needs_version_1_as_a_string(document: dict[str, Any]) -> None:
+    assert '"Version": "1"' in only_error({"policy": json.dumps(document)}, "spec.policy")
+
+
+def test_policy_is_limited_to_32768_utf8_bytes() -> None:
+    # 16385 two-byte characters: under 32768 characters, over 32768 bytes.
+    policy = json.dumps({"Version": "1", "Sid": "é" * 16385}, ensure_ascii=False)
+    assert len(policy) < 32768 < len(policy.encode())
+    assert "32768 bytes" in only_error({"policy": policy}, "spec.policy")
+    fits = json.dumps({"Version": "1", "Sid": "x" * (32768 - 30)})
+    assert validate_spec({"policy": fits}).allowed
+
+
+def test_policy_name_needs_a_policy() -> None:
+    assert "spec.policy" in only_error({"policyName": "default"}, "spec.policyName")
+    assert validate_spec({"policyName": "default", "policy": SEED_POLICY}).allowed
+
+
+def test_policy_name_other_than_default_is_refused() -> None:
+    assert "default" in only_error({"policyName": "custom", "policy": SEED_POLICY}, "spec.policyName")
+
+
+# --- tags ---------------------------------------------------------------------------------------------------
+
+
+def test_up_to_20_tags_are_valid_and_21_are_refused() -> None:
+    assert validate_spec({"tags": {f"k{i}": "v" for i in range(20)}}).allowed
+    assert "at most 20" in only_error({"tags": {f"k{i}": "v" for i in range(21)}}, "spec.tags")
+
+
+@pytest.mark.parametrize("key", ["aliyun", "aliyun:x", "Aliyun-team", "acs:rm:rgId", "ACS:x"])
+def test_tag_keys_reserved_by_kms_are_refused(key: str) -> None:
+    assert "reserved by KMS" in only_error({"tags": {key: "v"}}, f"spec.tags[{key}]")
+
+
+def test_the_operator_ownership_tag_is_refused() -> None:
+    message = only_error({"tags": {names.OWNER_TAG_KEY: "uid"}}, f"spec.tags[{names.OWNER_TAG_KEY}]")
+    assert "reserved" in message
+    assert "UID" in message
+
+
+@pytest.mark.parametrize("key", ["", "a" * 129, "has space", "ключ", "a#b"])
+def test_tag_keys_outside_the_kms_charset_or_length_are_refused(key: str) -> None:
+    assert "1 to 128 characters" in only_error({"tags": {key: "v"}}, f"spec.tags[{key}]")
+
+
+@pytest.mark.parametrize("value", ["a" * 129, "two words", "a,b"])
+def test_tag_values_outside_the_kms_charset_or_length_are_refused(value: str) -> None:
+    assert "0 to 128 characters" in only_error({"tags": {"k": value}}, "spec.tags[k]")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("team", ""), ("a" * 128, "b" * 128), ("app/x_y-z.v+1=2:3@4\\", "A0/\\_-.+=:@")]
+)
+def test_tags_within_the_kms_charset_and_length_are_valid(key: str, value: str) -> None:
+    assert validate_spec({"tags": {key: value}}).allowed
+
+
+# --- deletion and management policies ----------------------------------------------------------------------
+
+
+def test_deletion_policy_delete_needs_a_pending_window() -> None:
+    message = only_error({"deletionPolicy": "Delete"}, "spec.pendingWindowInDays")
+    assert "7 to 366" in message
+    assert validate_spec({"deletionPolicy": "Delete", "pendingWindowInDays": 7}).allowed
+
+
+@pytest.mark.parametrize("days", [6, 367, 0])
+def test_pending_window_out_of_range_is_refused(days: int) -> None:
+    assert "7 to 366" in only_error(
+        {"deletionPolicy": "Delete", "pendingWindowInDays": days}, "spec.pendingWindowInDays"
+    )
+
+
+def test_a_pending_window_with_retain_warns_that_it_is_unused() -> None:
+    verdict = validate_spec({"pendingWindowInDays": 30})
+    assert verdict.allowed
+    assert any("deletionPolicy: Delete" in w for w in verdict.warnings)
+
+
+def test_description_over_8192_characters_is_refused() -> None:
+    assert "8192" in only_error({"description": "d" * 8193}, "spec.description")
+    assert validate_spec({"description": "d" * 8192}).allowed
+
+
+def test_observe_needs_a_key_id() -> None:
+    message = only_error({"managementPolicy": "Observe"}, "spec.keyId")
+    assert "nothing to observe" in message
+    assert validate_spec({"managementPolicy": "Observe", "keyId": "key-1"}) == validation.ALLOWED
+
+
+def test_observe_warns_about_fields_it_will_not_apply_and_about_delete() -> None:
+    verdict = validate_spec(
+        {
+            "managementPolicy": "Observe",
+            "keyId": "key-1",
+            "description": "d",
+            "deletionPolicy": "Delete",
+            "pendingWindowInDays": 7,
+        }
+    )
+    assert verdict.allowed
+    assert any("spec.description will not be applied" in w for w in verdict.warnings)
+    assert any("never deletes an observed key" in w for w in verdict.warnings)
+
+
+def test_every_error_names_a_spec_field_and_the_summary_lists_all() -> None:
+    verdict = validate_spec(
+        {
+            "secretName": "s",
+            "status": "PendingDeletion",
+            "keyUsage": "SIGN/VERIFY",
+            "deletionPolicy": "Delete",
+        }
+    )
+    assert len(verdict.errors) == 4
+    for problem in verdict.errors:
+        assert problem.field.startswith("spec.")
+        assert f"{problem.field}: {problem.message}" in verdict.summary()
+
+
+# --- key_exists and immutable_changes ----------------------------------------------------------------------
+
+
+def test_a_key_exists_once_status_has_an_id_or_the_spec_adopts_one() -> None:
+    assert validation.key_exists(body({}, key_id="key-1"))
+    assert validation.key_exists(body({"keyId": "key-2"}, key_id=None))
+    assert not validation.key_exists(body({}, key_id=None))
+    assert not validation.key_exists({})
+
+
+def test_immutable_changes_lists_added_removed_and_changed_fields() -> None:
+    old = {"keySpec": "Aliyun_AES_256", "tags": {"a": "1"}, "description": "x"}
+    new = {"keyUsage": "ENCRYPT/DECRYPT", "tags": {"a": "2"}, "description": "y"}
+    assert validation.immutable_changes(old, new) == [
+        ("keySpec", "Aliyun_AES_256", None),
+        ("keyUsage", None, "ENCRYPT/DECRYPT"),
+        ("tags", {"a": "1"}, {"a": "2"}),
+    ]
+    assert validation.immutable_changes(None, None) == []
+
+
+# --- updates ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "old", "new"),
+    [
+        ("dkmsInstanceId", "kst-1", "kst-2"),
+        ("keySpec", "Aliyun_AES_256", "Aliyun_SM4"),
+        ("keyUsage", "ENCRYPT/DECRYPT", None),
+        ("origin", None, "Aliyun_KMS"),
+        ("protectionLevel", "SOFTWARE", "HSM"),
+        ("tags", {"a": "1"}, {"a": "1", "b": "2"}),
+        ("tags", {"a": "1"}, None),
+        ("regionId", "cn-hangzhou", "cn-shanghai"),
+        ("keyId", None, "key-other"),
+    ],
+)
+def test_changing_a_force_new_or_identity_field_of_an_existing_key_is_refused(
+    field: str, old: Any, new: Any
+) -> None:
+    old_spec = {field: old} if old is not None else {}
+    new_spec = {field: new} if new is not None else {}
+    verdict = validate_update(body(old_spec), body(new_spec))
+    assert [p.field for p in verdict.errors] == [f"spec.{field}"]
+    summary = verdict.summary()
+    assert "cannot change once the KMS key exists" in summary
+    assert "create a new KmsKey" in summary
+    assert "deletionPolicy: Retain" in summary
+    assert "key-1" in summary
+    assert "(unset)" in summary or (old is not None and new is not None)
+
+
+def test_the_refusal_names_every_changed_field_with_old_and_new_values() -> None:
+    old = body({"keySpec": "Aliyun_AES_256", "origin": "Aliyun_KMS", "tags": {"a": "1"}, "description": "x"})
+    new = body({"keySpec": "RSA_2048", "origin": "EXTERNAL", "tags": {"a": "2"}, "description": "y"})
+    summary = validate_update(old, new).summary()
+    assert "spec.keySpec: cannot change once the KMS key exists (Aliyun_AES_256 → RSA_2048)" in summary
+    assert "spec.origin: cannot change once the KMS key exists (Aliyun_KMS → EXTERNAL)" in summary
+    assert 'spec.tags: cannot change once the KMS key exists ({"a":"1"} → {"a":"2"})' in summary
+    assert "description" not in summary
+
+
+def test_an_adopted_key_counts_as_existing_before_the_operator_saw_it() -> None:
+    old = body({"keyId": "key-9", "keySpec": "Aliyun_AES_256"}, key_id=None)
+    new = body({"keyId": "key-9", "keySpec": "RSA_2048"}, key_id=None)
+    assert [p.field for p in validate_update(old, new).errors] == ["spec.keySpec"]
+
+
+def test_before_the_key_exists_every_field_may_change() -> None:
+    old = body({"keySpec": "Aliyun_AES_256", "tags": {"a": "1"}}, key_id=None)
+    new = body(
+        {"keySpec": "RSA_2048", "keyUsage": "SIGN/VERIFY", "tags": {}, "regionId": "cn-beijing"}, key_id=None
+    )
+    assert validate_update(old, new) == validation.ALLOWED
+
+
+def test_mutable_fields_of_an_existing_key_may_change() -> None:
+    seed = without(SEED_SPEC, "protectionLevel")
+    old = body(seed)
+    new = body(
+        {
+            **seed,
+            "description": "new",
+            "status": "Disabled",
+            "enableAutomaticRotation": False,
+            "automaticRotation": "Disabled",
+            "rotationInterval": None,
+            "enableDeletionProtection": True,
+            "policy": json.dumps({"Version": "1", "Statement": []}),
+            "deletionPolicy": "Delete",
+            "pendingWindowInDays": 30,
+            "managementPolicy": "Manage",
+        }
+    )
+    new["spec"] = {k: v for k, v in new["spec"].items() if v is not None}
+    assert validate_update(old, new) == validation.ALLOWED
+
+
+def test_writing_down_the_key_id_and_region_from_status_is_not_a_change() -> None:
+    old = body({"description": "x"}, key_id="key-1")
+    new = body(
+        {"description": "x", "keyId": "key-1", "regionId": "cn-hangzhou", "managementPolicy": "Observe"}
+    )
+    verdict = validate_update(old, new)
+    assert verdict.errors == ()
+
+
+def test_an_update_that_breaks_a_spec_rule_is_refused_with_both_kinds_of_errors() -> None:
+    old = body({"keySpec": "Aliyun_AES_256"})
+    new = body({"keySpec": "EC_P256", "keyUsage": "ENCRYPT/DECRYPT"})
+    fields = [p.field for p in validate_update(old, new).errors]
+    assert fields == ["spec.keySpec", "spec.keyUsage", "spec.keyUsage"]
+
+
+def test_an_update_keeps_the_spec_warnings() -> None:
+    verdict = validate_update(body({}), body({"rotationInterval": "30d"}))
+    assert verdict.allowed
+    assert verdict.warnings
+
+
+def test_a_metadata_only_update_passes_even_when_the_stored_spec_breaks_rules() -> None:
+    bad = {"secretName": "s", "keySpec": "EC_P256", "keyUsage": "ENCRYPT/DECRYPT"}
+    old = body(bad)
+    new = body(bad, finalizers=[names.FINALIZER], annotations={"a": "b"}, labels={"c": "d"})
+    assert validate_update(old, new) == validation.ALLOWED
+
+
+def test_an_object_being_deleted_always_passes_even_with_a_spec_change() -> None:
+    old = body({"keySpec": "Aliyun_AES_256"}, finalizers=[names.FINALIZER])
+    new = body({"keySpec": "RSA_2048"}, deletionTimestamp="2026-01-01T00:00:00Z", finalizers=[])
+    assert validate_update(old, new) == validation.ALLOWED
+
+
+# --- property: no ForceNew change ever gets through once the key exists ------------------------------------
+
+_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "dkmsInstanceId": st.sampled_from(["kst-1", "kst-2"]),
+    "keySpec": st.sampled_from(model.KEY_SPECS),
+    "keyUsage": st.sampled_from(model.KEY_USAGES),
+    "origin": st.sampled_from(model.ORIGINS),
+    "protectionLevel": st.sampled_from(model.PROTECTION_LEVELS),
+    "tags": st.dictionaries(st.sampled_from(["a", "b", "env"]), st.sampled_from(["", "1", "x"]), max_size=3),
+    "regionId": st.sampled_from(["cn-hangzhou", "cn-shanghai"]),
+    "keyId": st.sampled_from(["key-1", "key-2"]),
+    "description": st.text(max_size=5),
+    "status": st.sampled_from(["Enabled", "Disabled"]),
+    "enableAutomaticRotation": st.booleans(),
+    "rotationInterval": st.sampled_from(["7d", "365d", "1d"]),
+    "enableDeletionProtection": st.booleans(),
+    "deletionPolicy": st.sampled_from(["Retain", "Delete"]),
+    "pendingWindowInDays": st.integers(7, 366),
+}
+specs = st.fixed_dictionaries({}, optional=_VALUES)
+
+
+@settings(max_examples=400, deadline=None)
+@given(old_spec=specs, new_spec=specs, status_key=st.sampled_from([None, "key-1"]))
+def test_random_edits_never_let_a_force_new_or_identity_change_through(
+    old_spec: dict[str, Any], new_spec: dict[str, Any], status_key: str | None
+) -> None:
+    old, new = body(old_spec, key_id=status_key), body(new_spec, key_id=status_key)
+    verdict = validate_update(old, new)
+    if not (verdict.allowed and validation.key_exists(old)):
+        return
+    for field in model.FORCE_NEW_FIELDS:
+        assert old_spec.get(field) == new_spec.get(field), field
+    status = old.get("status") or {}
+    for field in model.IDENTITY_FIELDS:
+        observed = status.get(field)
+        assert (old_spec.get(field) or observed) == (new_spec.get(field) or observed), field
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    spec=specs,
+    status_key=st.sampled_from([None, "key-1"]),
+    finalizers=st.lists(st.sampled_from([names.FINALIZER, "other/x"]), max_size=2),
+    annotations=st.dictionaries(st.sampled_from(["a", names.PAUSED_ANNOTATION]), st.just("true"), max_size=2),
+)
+def test_metadata_only_updates_always_pass(
+    spec: dict[str, Any], status_key: str | None, finalizers: list[str], annotations: dict[str, str]
+) -> None:
+    old = body(spec, key_id=status_key)
+    new = body(dict(spec), key_id=status_key, finalizers=finalizers, annotations=annotations)
+    assert validate_update(old, new) == validation.ALLOWED
+
+
+@settings(max_examples=200, deadline=None)
+@given(old_spec=specs, new_spec=specs, status_key=st.sampled_from([None, "key-1"]))
+def test_updates_of_objects_being_deleted_always_pass(
+    old_spec: dict[str, Any], new_spec: dict[str, Any], status_key: str | None
+) -> None:
+    old = body(old_spec, key_id=status_key)
+    new = body(new_spec, key_id=status_key, deletionTimestamp="2026-01-01T00:00:00Z")
+    assert validate_update(old, new) == validation.ALLOWED
