@@ -1,0 +1,179 @@
+"""Run an emulator inside the current process, for tests: `with run_emulator() as emu: ...`.
+
+The server runs on its own event loop in a background thread, so synchronous SDK calls from the test thread
+work, and so do async ones from any other loop. The handle reaches the emulator's parts directly (no HTTP),
+with the same methods as admin_client.AdminClient has over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from aiohttp import web
+
+from .backend import DEFAULT_MAX_KEYS, KmsBackend
+from .calllog import CallRecord
+from .credentials import Credential
+from .faults import DEFAULT_FAULT_CODE, DEFAULT_FAULT_STATUS, FaultRule
+from .quota import QuotaSettings, ThrottleStyle
+from .server import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Emulator, EmulatorConfig
+
+DEFAULT_INSTANCE_IDS = ("kst-hzz62ee5fe3b7ifgq5hmg",)
+
+
+class EmulatorHandle:
+    """A running emulator: where it listens, its first credential, and test controls."""
+
+    def __init__(self, emulator: Emulator, port: int) -> None:
+        self.emulator = emulator
+        self.port = port
+        self.endpoint = f"{emulator.config.host}:{port}"
+        self.url = f"http://{self.endpoint}"
+        first = emulator.credentials.static()[0]
+        self.access_key_id = first.access_key_id
+        self.access_key_secret = first.access_key_secret
+        self.region_id = emulator.config.region_id
+        self.account_id = emulator.config.account_id
+
+    @property
+    def backend(self) -> KmsBackend:
+        return self.emulator.backend
+
+    def call_counts(self) -> dict[str, int]:
+        return self.emulator.calls.counts()
+
+    def call_counts_by_access_key(self) -> dict[str, int]:
+        return self.emulator.calls.counts_by_access_key()
+
+    def calls(self) -> list[CallRecord]:
+        return self.emulator.calls.records()
+
+    def reset_calls(self) -> None:
+        self.emulator.calls.reset()
+
+    def set_fault(
+        self,
+        action: str = "*",
+        rate: float = 1.0,
+        code: str | None = DEFAULT_FAULT_CODE,
+        status: int = DEFAULT_FAULT_STATUS,
+        latency_ms: int = 0,
+        drop_connection: bool = False,
+        *,
+        message: str | None = None,
+        retry_after_ms: int | None = None,
+        times: int | None = None,
+    ) -> None:
+        rule = FaultRule(
+            action=action,
+            rate=rate,
+            code=code,
+            status=status,
+            latency_ms=latency_ms,
+            drop_connection=drop_connection,
+            retry_after_ms=retry_after_ms,
+            times=times,
+        )
+        if message is not None:
+            rule.message = message
+        self.emulator.faults.add(rule)
+
+    def clear_faults(self, action: str | None = None) -> None:
+        self.emulator.faults.clear(action)
+
+    def advance_clock(self, seconds: float) -> None:
+        self.emulator.clock.advance(seconds)
+
+    def set_quotas(
+        self,
+        enabled: bool,
+        create_qps: float = 10,
+        read_qps: float = 20,
+        write_qps: float = 10,
+        style: ThrottleStyle | None = None,
+    ) -> None:
+        self.emulator.quotas.configure(
+            QuotaSettings(
+                enabled, create_qps, read_qps, write_qps, style or self.emulator.quotas.settings.style
+            )
+        )
+
+    def issue_sts_token(self, duration_seconds: float = 3600) -> Credential:
+        return self.emulator.credentials.issue_sts(duration_seconds)
+
+
+@contextmanager
+def run_emulator(
+    quotas: bool = False,
+    instance_ids: Iterable[str] = DEFAULT_INSTANCE_IDS,
+    state_file: str | None = None,
+    access_keys: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    *,
+    region_id: str = DEFAULT_REGION,
+    account_id: str = DEFAULT_ACCOUNT_ID,
+    max_keys: int = DEFAULT_MAX_KEYS,
+    throttle_style: ThrottleStyle = "rejected-429",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int | None = None,
+) -> Iterator[EmulatorHandle]:
+    """Start an emulator on `host:port` (0 = a free port) and stop it when the block ends."""
+    pairs = tuple(access_keys.items()) if isinstance(access_keys, Mapping) else tuple(access_keys or ())
+    config = EmulatorConfig(
+        host=host,
+        port=port,
+        region_id=region_id,
+        account_id=account_id,
+        access_keys=pairs,
+        instance_ids=tuple(instance_ids),
+        state_file=state_file,
+        max_keys=max_keys,
+        quotas=QuotaSettings(enabled=quotas, style=throttle_style),
+        seed=seed,
+    )
+    emulator = Emulator(config)
+    server = _BackgroundServer(emulator)
+    port_found = server.start()
+    try:
+        yield EmulatorHandle(emulator, port_found)
+    finally:
+        server.stop()
+
+
+class _BackgroundServer:
+    """An aiohttp runner on a private event loop in a daemon thread."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.loop = asyncio.new_event_loop()
+        self.runner: web.AppRunner | None = None
+        self.thread = threading.Thread(target=self.loop.run_forever, name="kms-emulator", daemon=True)
+
+    def start(self) -> int:
+        self.thread.start()
+        return asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=30)
+
+    async def _start(self) -> int:
+        self.runner = self.emulator.make_runner()
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.emulator.config.host, self.emulator.config.port)
+        await site.start()
+        return bound_port(self.runner)
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port the runner's first socket is bound to (useful when asked for port 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    raise RuntimeError("the emulator is not listening")
