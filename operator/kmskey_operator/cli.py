@@ -1,0 +1,75 @@
+"""`kmskey-operator`: run the operator (`run`, the default), or inspect KMS (`plan`, `import`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from kmskey_operator.settings import Settings, SettingsError
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from kmskey_operator import handlers, logs
+    from kmskey_operator.kms.gateway import KmsGateway
+    from kmskey_operator.reconcile.reconciler import Reconciler
+
+    settings = Settings.from_env()
+    if args.namespace:
+        settings = dataclasses.replace(settings, namespaces=tuple(args.namespace))
+    logs.configure(settings)
+    registry = handlers.register(settings)
+    webhook_enabled = os.environ.get("KMSKEY_WEBHOOK_ENABLED", "true").lower() != "false"
+    if webhook_enabled:
+        import kmskey_operator.webhook  # noqa: F401  (registers the validating admission handler)
+
+    from kmskey_operator import metrics
+
+    gateway = KmsGateway(settings, observer=metrics.observe_kms_call)
+    runtime = handlers.Runtime(settings=settings, reconciler=Reconciler(gateway, settings))
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        handlers.configure_kopf(settings, runtime.settings)
+        if webhook_enabled:
+            from kmskey_operator import webhook
+
+            webhook.configure_admission(settings, webhook.WebhookSettings.from_env())
+        metrics.start_server(runtime.settings.metrics_port)
+
+    liveness = f"http://{os.environ.get('KMSKEY_HEALTH_HOST', '0.0.0.0')}:{settings.health_port}/healthz"
+    kopf.run(
+        registry=registry,
+        memo=kopf.Memo(runtime=runtime),
+        standalone=settings.peering_name is None,
+        peering_name=settings.peering_name,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=liveness if settings.health_port else None,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kmskey-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the operator (default)")
+    run.add_argument("--namespace", "-n", action="append", help="watch only this namespace (repeatable)")
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:] or ["run"])
+    try:
+        if args.command in (None, "run"):
+            return _run(args)
+    except SettingsError as error:
+        print(f"kmskey-operator: {error}", file=sys.stderr)
+        return 1
+    parser.print_help()
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
