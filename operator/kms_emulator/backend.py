@@ -497,10 +497,10 @@ class KmsBackend:
         if not instance:
             return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         # Instance keys look like `key-hzz62ee5fe3b7ifgq5hmg`: "key-", the instance's 3-letter region code
-        # (Emulator choice: taken from the instance ID when it has one), 21 lower-case alphanumerics.
+        # (Emulator choice: taken from the instance ID when it has one), 18 lower-case alphanumerics.
         region_code = instance[4:7] if instance.startswith("kst-") and len(instance) >= 7 else "hzz"
         alphabet = string.ascii_lowercase + string.digits
-        return "key-" + region_code + "".join(self._rng.choice(alphabet) for _ in range(21))
+        return "key-" + region_code + "".join(self._rng.choice(alphabet) for _ in range(18))
 
     def _schedule(self, when: float | None) -> None:
         if when is not None:

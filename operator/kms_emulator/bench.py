@@ -1,0 +1,128 @@
+"""`python -m kms_emulator.bench`: how many DescribeKey calls per second one emulator process serves.
+
+The emulator runs as its own process (quotas off), pinned to one CPU core when the machine has two or more;
+this process is the client, pinned to another core, sending ACS3-signed requests exactly as the SDK does
+(fresh date and nonce per request, so no request is a replay) over keep-alive connections with a fixed number
+in flight. It reports requests per second and latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import aiohttp
+
+from .credentials import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
+from .signing import sign_acs3
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def signed_headers(endpoint: str, action: str, query: Sequence[tuple[str, str]]) -> dict[str, str]:
+    headers = {
+        "host": endpoint,
+        "x-acs-action": action,
+        "x-acs-version": "2016-01-20",
+        "x-acs-date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "x-acs-signature-nonce": uuid.uuid4().hex,
+        "x-acs-content-sha256": EMPTY_SHA256,
+        "accept": "application/json",
+    }
+    headers["Authorization"] = sign_acs3(
+        secret=DEFAULT_ACCESS_KEY_SECRET,
+        access_key_id=DEFAULT_ACCESS_KEY_ID,
+        method="POST",
+        path="/",
+        query=query,
+        headers=headers,
+    )
+    return headers
+
+
+async def call(session: aiohttp.ClientSession, endpoint: str, action: str, **params: str) -> dict[str, object]:
+    query = sorted(params.items())
+    async with session.post(
+        f"http://{endpoint}/?{urlencode(query)}", headers=signed_headers(endpoint, action, query)
+    ) as response:
+        body: dict[str, object] = await response.json(content_type=None)
+        if response.status != 200:
+            raise RuntimeError(f"{action}: HTTP {response.status}: {body}")
+        return body
+
+
+async def run(endpoint: str, seconds: float, concurrency: int) -> tuple[int, list[float]]:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+        created = await call(session, endpoint, "CreateKey")
+        key_id = str(created["KeyMetadata"]["KeyId"])  # type: ignore[index]
+        latencies: list[float] = []
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                await call(session, endpoint, "DescribeKey", KeyId=key_id)
+                latencies.append(time.perf_counter() - start)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return int(len(latencies) / elapsed), sorted(latencies)
+
+
+def start_emulator(core: int | None) -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "kms_emulator", "--port", "0", "--quotas", "off"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {core})) if core is not None else None,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("kms-emulator listening on http://"):
+        process.kill()
+        raise RuntimeError(f"the emulator did not start: {line!r}")
+    return process, line.rsplit("http://", 1)[1]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m kms_emulator.bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time (default 5)")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
+    parser.add_argument("--endpoint", help="measure an already running emulator (host:port) instead")
+    args = parser.parse_args(argv)
+
+    cores = sorted(os.sched_getaffinity(0))
+    server_core = cores[0] if len(cores) >= 2 else None
+    process = None
+    endpoint = args.endpoint
+    if endpoint is None:
+        process, endpoint = start_emulator(server_core)
+    if server_core is not None:
+        os.sched_setaffinity(0, set(cores[1:]))  # keep the client off the emulator's core
+    try:
+        rate, latencies = asyncio.run(run(endpoint, args.seconds, args.concurrency))
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=10)
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    pinned = f"emulator pinned to CPU {server_core}" if server_core is not None else "emulator not pinned"
+    print(f"DescribeKey: {rate} calls/s ({len(latencies)} calls, concurrency {args.concurrency}, {pinned}); ")
+    print(f"latency p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
