@@ -380,11 +380,11 @@ def _deletion_and_management(spec: model.KmsKeySpec, errors: list[Problem], warn
                 "spec.deletionPolicy: Delete has no effect with managementPolicy: Observe; the operator "
                 "never deletes an observed key"
             )
-        ignored = ", ".join(f"spec.{f}" for f in _OBSERVE_IGNORED if getattr(spec, _ATTRS[f]) is not None)
+        ignored = ", ".join(f for f in _OBSERVE_IGNORED if getattr(spec, _ATTRS[f]) is not None)
         if ignored:
             warnings.append(
-                f"managementPolicy: Observe never writes to KMS, so {ignored} will not be applied "
-                "(differences are only reported)"
+                "spec.managementPolicy: Observe never writes to KMS, so these spec fields are only compared, "
+                f"not applied: {ignored}"
             )
 
 

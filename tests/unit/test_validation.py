@@ -395,7 +395,7 @@ def test_observe_warns_about_fields_it_will_not_apply_and_about_delete() -> None
         }
     )
     assert verdict.allowed
-    assert any("spec.description will not be applied" in w for w in verdict.warnings)
+    assert any("only compared, not applied: description" in w for w in verdict.warnings)
     assert any("never deletes an observed key" in w for w in verdict.warnings)
 
 
