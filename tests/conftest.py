@@ -67,10 +67,13 @@ def control_plane() -> Iterator[ControlPlane]:
         )
     assert kube_bin is not None
     plane = ControlPlane(kube_bin)
+    failure = ""
     try:
         plane.start()
     except ControlPlaneError as error:
-        pytest.fail(f"the local control plane did not start: {error}", pytrace=False)
+        failure = str(error)
+    if failure:
+        pytest.fail(f"the local control plane did not start: {failure}", pytrace=False)
     previous = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
     try:

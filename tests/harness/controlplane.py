@@ -20,13 +20,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from tests.harness import pki
-from tests.harness.processes import ManagedProcess, ProcessRecord, ProcessSpec, child_environment
+from tests.harness.processes import (
+    ManagedProcess,
+    ProcessRecord,
+    ProcessSpec,
+    child_environment,
+    process_rss_bytes,
+)
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_START_TIMEOUT = 90.0
@@ -131,6 +137,7 @@ class ControlPlane:
         *,
         start_timeout: float = DEFAULT_START_TIMEOUT,
         detach: bool = False,
+        log_dir: Path | None = None,
     ) -> None:
         problem = missing_binaries(kube_bin)
         if problem:
@@ -138,6 +145,7 @@ class ControlPlane:
         self.kube_bin = Path(kube_bin)
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="kmskey-cp-")) if workdir is None else workdir
+        self.log_dir = log_dir or self.workdir
         self.start_timeout = start_timeout
         self.detach = detach
         self.processes: list[ManagedProcess] = []
@@ -145,7 +153,7 @@ class ControlPlane:
         self.apiserver_port = 0
         self.startup_seconds = 0.0
         self._pki: pki.Pki | None = None
-        self._kubectl = ""
+        self._keep_workdir = os.environ.get("KMSKEY_KEEP_CONTROL_PLANE_DIR") == "1"
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -182,6 +190,7 @@ class ControlPlane:
         try:
             self._start()
         except BaseException:  # including KeyboardInterrupt while waiting
+            self._keep_workdir = True  # the logs named in the error stay readable
             self.stop()
             raise
 
@@ -260,13 +269,11 @@ class ControlPlane:
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()
-        if self._own_workdir and os.environ.get("KMSKEY_KEEP_CONTROL_PLANE_DIR") != "1":
+        if self._own_workdir and not self._keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def apiserver_rss_bytes(self) -> tuple[int, int]:
         """(current, peak) resident memory of kube-apiserver."""
-        from tests.harness.processes import process_rss_bytes
-
         for process in self.processes:
             if process.spec.name == "kube-apiserver":
                 return process_rss_bytes(process.pid)
@@ -340,11 +347,11 @@ class ControlPlane:
         return self._pki
 
     def _spawn(self, spec: ProcessSpec) -> ManagedProcess:
-        process = ManagedProcess(spec, self.workdir / f"{spec.name}.log", detach=self.detach)
+        process = ManagedProcess(spec, self.log_dir / f"{spec.name}.log", detach=self.detach)
         self.processes.append(process)
         return process
 
-    def _wait(self, process: ManagedProcess, probe: Any, what: str) -> None:
+    def _wait(self, process: ManagedProcess, probe: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + self.start_timeout
         last_error = ""
         while time.monotonic() < deadline:
