@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -49,12 +50,12 @@ def signed_headers(endpoint: str, action: str, query: Sequence[tuple[str, str]])
     return headers
 
 
-async def call(session: aiohttp.ClientSession, endpoint: str, action: str, **params: str) -> dict[str, object]:
+async def call(session: aiohttp.ClientSession, endpoint: str, action: str, **params: str) -> dict[str, Any]:
     query = sorted(params.items())
     async with session.post(
         f"http://{endpoint}/?{urlencode(query)}", headers=signed_headers(endpoint, action, query)
     ) as response:
-        body: dict[str, object] = await response.json(content_type=None)
+        body: dict[str, Any] = await response.json(content_type=None)
         if response.status != 200:
             raise RuntimeError(f"{action}: HTTP {response.status}: {body}")
         return body
@@ -64,7 +65,7 @@ async def run(endpoint: str, seconds: float, concurrency: int) -> tuple[int, lis
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
         created = await call(session, endpoint, "CreateKey")
-        key_id = str(created["KeyMetadata"]["KeyId"])  # type: ignore[index]
+        key_id = str(created["KeyMetadata"]["KeyId"])
         latencies: list[float] = []
         deadline = time.perf_counter() + seconds
 
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
     pinned = f"emulator pinned to CPU {server_core}" if server_core is not None else "emulator not pinned"
-    print(f"DescribeKey: {rate} calls/s ({len(latencies)} calls, concurrency {args.concurrency}, {pinned}); ")
+    print(f"DescribeKey: {rate} calls/s ({len(latencies)} calls, concurrency {args.concurrency}, {pinned})")
     print(f"latency p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
 
