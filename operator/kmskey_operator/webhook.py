@@ -104,6 +104,9 @@ class WebhookSettings:
     timeout_seconds: int = 5
     # Delete the configuration when the operator stops (tests); otherwise it stays, and failurePolicy holds.
     remove_on_exit: bool = False
+    # How often kopf re-reads the certificate files; a change restarts the server with the new certificate
+    # and (with configuration_name) rewrites the configuration's caBundle.
+    cert_check_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebhookSettings:
@@ -111,7 +114,8 @@ class WebhookSettings:
 
         LISTEN_HOST, PORT, HOST (advertised), SECRET_DIR, CERT_DIR, DNS_NAMES and IP_ADDRESSES
         (comma-separated SANs), MANAGED (configuration name; empty = not managed), NAMESPACES
-        (comma-separated), FAILURE_POLICY, TIMEOUT_SECONDS (1-30), REMOVE_ON_EXIT (true/false).
+        (comma-separated), FAILURE_POLICY, TIMEOUT_SECONDS (1-30), REMOVE_ON_EXIT (true/false),
+        CERT_CHECK_SECONDS.
         """
         env = os.environ if env is None else env
 
@@ -143,6 +147,7 @@ class WebhookSettings:
             failure_policy="Ignore" if policy == "Ignore" else "Fail",
             timeout_seconds=timeout,
             remove_on_exit=(get("REMOVE_ON_EXIT") or "false").lower() == "true",
+            cert_check_seconds=float(get("CERT_CHECK_SECONDS") or 60.0),
         )
 
 
@@ -168,6 +173,7 @@ def configure_admission(settings: kopf.OperatorSettings, webhook: WebhookSetting
         "certfile": str(cert.certfile),
         "pkeyfile": str(cert.keyfile),
         "cafile": str(cert.cafile),
+        "file_check_interval": webhook.cert_check_seconds,
     }
     if webhook.configuration_name is None:
         settings.admission.server = kopf.WebhookServer(**server_kwargs)
