@@ -91,7 +91,7 @@ def generate(directory: Path) -> Pki:
     def leaf(
         key: rsa.RSAPrivateKey,
         subject: x509.Name,
-        usage: ExtendedKeyUsageOID,
+        usage: x509.ObjectIdentifier,
         san: x509.SubjectAlternativeName | None = None,
     ) -> x509.Certificate:
         builder = (
