@@ -68,6 +68,28 @@ def observed_after_create(spec: KmsKeySpec, created: KeyMetadata, owner_uid: str
     return ObservedKey(metadata=metadata, tags=tags, policy=spec.policy)
 
 
+def created_metadata(call: KmsCall, key_id: str) -> KeyMetadata:
+    """What CreateKey would answer for `call` (from `create_call`), for a plan that does not run it.
+
+    Used with `observed_after_create` to preview the follow-up calls of a create without creating.
+    """
+    params = call.params
+    rotating = bool(params.get("EnableAutomaticRotation"))
+    return KeyMetadata(
+        key_id=key_id,
+        key_state="PendingImport" if params.get("Origin") == "EXTERNAL" else "Enabled",
+        key_spec=str(params.get("KeySpec") or ""),
+        key_usage=str(params.get("KeyUsage") or ""),
+        origin=str(params.get("Origin") or ""),
+        protection_level=str(params.get("ProtectionLevel") or ""),
+        description=str(params.get("Description") or ""),
+        dkms_instance_id=str(params.get("DKMSInstanceId") or ""),
+        automatic_rotation="Enabled" if rotating else "Disabled",
+        rotation_interval=str(params.get("RotationInterval") or "") if rotating else "",
+        deletion_protection="Disabled",
+    )
+
+
 def update_calls(diff: Diff, spec: KmsKeySpec, observed: ObservedKey, region_id: str) -> list[KmsCall]:
     """The calls that bring the key to the spec, in order; empty when the diff is empty."""
     key_id = observed.metadata.key_id
