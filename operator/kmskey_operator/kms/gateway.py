@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from alibabacloud_credentials.client import Client as CredentialClient
@@ -143,15 +143,17 @@ class KmsGateway:
 
     async def find_keys_by_tag(self, region_id: str, tag_key: str, tag_value: str) -> list[str]:
         """Key IDs carrying tag_key=tag_value (ListKeys with TagKey/TagValue filters), all pages."""
-        filters = json.dumps(
-            [{"Key": "TagKey", "Values": [tag_key]}, {"Key": "TagValue", "Values": [tag_value]}]
-        )
+        return await self.list_keys(region_id, {"TagKey": [tag_key], "TagValue": [tag_value]})
+
+    async def list_keys(self, region_id: str, filters: Mapping[str, Sequence[str]]) -> list[str]:
+        """Key IDs matching ListKeys `Filters` (name -> values, OR-ed per name, AND-ed across), all pages."""
+        params: dict[str, Any] = {"PageSize": 100}
+        if filters:
+            params["Filters"] = json.dumps([{"Key": k, "Values": list(v)} for k, v in filters.items()])
         found: list[str] = []
         page = 1
         while True:
-            body = await self.call(
-                region_id, KmsCall("ListKeys", {"Filters": filters, "PageNumber": page, "PageSize": 100})
-            )
+            body = await self.call(region_id, KmsCall("ListKeys", {**params, "PageNumber": page}))
             rows = (body.get("Keys") or {}).get("Key") or []
             found.extend(str(row["KeyId"]) for row in rows if row.get("KeyId"))
             total = int(body.get("TotalCount") or 0)
