@@ -56,7 +56,8 @@ class KmsBackend:
         self.rotation_bounds = rotation_bounds or rules.RotationBounds()
         self.on_change = on_change
         self.lock = threading.RLock()
-        self.keys: dict[str, Key] = {}  # insertion order is creation order; ListKeys pages in that order
+        # Emulator choice: ListKeys pages in creation order (dict insertion order), PendingDeletion included.
+        self.keys: dict[str, Key] = {}
         self._rng = random.Random(seed)
         self._next_event = float("inf")  # the earliest deletion or rotation due; see _tick()
 
@@ -81,11 +82,14 @@ class KmsBackend:
         spec = rules.check_key_spec(key_spec or rules.DEFAULT_KEY_SPEC)
         usage = rules.check_key_usage(spec, key_usage or rules.default_key_usage(spec))
         origin = rules.check_choice("Origin", origin or "Aliyun_KMS", rules.ORIGINS)
+        # Emulator choice: ProtectionLevel is stored as given (default SOFTWARE), also for instance keys,
+        # where the real service decides it from the instance.
         level = rules.check_choice("ProtectionLevel", protection_level or "SOFTWARE", rules.PROTECTION_LEVELS)
         instance = dkms_instance_id or ""
         if instance and instance not in self.instance_ids:
             # Emulator choice: an unknown KMS instance is a bad parameter (400), not a missing resource.
             raise errors.invalid_parameter("DKMSInstanceId", "No such KMS instance.")
+        # Emulator choice: AES_128/192 ("only Dedicated KMS") and KeyStorageMechanism need an instance.
         if spec in rules.INSTANCE_ONLY_SPECS and not instance:
             raise errors.invalid_parameter("KeySpec", f"{spec} is only supported in a KMS instance.")
         if key_storage_mechanism:
@@ -322,6 +326,7 @@ class KmsBackend:
             raise errors.missing_parameter("TagKeys")
         with self.lock:
             key = self._live(key_id)
+            # Emulator choice: the state page's UntagResource row is cut off; taken to match TagResource.
             self._refuse_pending_deletion(key)
             for name in names:
                 key.tags.pop(name, None)
@@ -469,7 +474,8 @@ class KmsBackend:
             raise errors.invalid_parameter("ResourceId", f"At most {rules.MAX_BATCH_RESOURCES} resources.")
 
     def _get(self, key_id: str) -> Key:
-        """A key by ID or ARN. Aliases are not emulated, so every alias is unknown."""
+        """A key by ID or ARN. Emulator choice: every action accepts the ARN (the docs only promise it for
+        SetKeyPolicy/GetKeyPolicy); aliases are not emulated, so every alias is unknown."""
         if not key_id:
             raise errors.missing_parameter("KeyId")
         if key_id.startswith("alias/"):
@@ -576,7 +582,7 @@ def _filter_values(key: Key, name: str) -> set[str]:
         "KeySpec": key.key_spec,
         "KeyUsage": key.key_usage,
         "ProtectionLevel": key.protection_level,
-        # Every emulated key is made by a user: there are no service-managed keys here.
+        # Emulator choice: every emulated key is made by a user; there are no service-managed keys.
         "CreatorType": "User",
         "DKMSInstanceId": key.dkms_instance_id,
         "keyId": key.key_id,

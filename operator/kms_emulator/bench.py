@@ -3,7 +3,8 @@
 The emulator runs as its own process (quotas off), pinned to one CPU core when the machine has two or more;
 this process is the client, pinned to another core, sending ACS3-signed requests exactly as the SDK does
 (fresh date and nonce per request, so no request is a replay) over keep-alive connections with a fixed number
-in flight. It reports requests per second and latency percentiles.
+in flight. It reports requests per second, latency percentiles, and how busy the emulator's core was (below
+100% means the client, not the emulator, was the limit).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -61,7 +63,15 @@ async def call(session: aiohttp.ClientSession, endpoint: str, action: str, **par
         return body
 
 
-async def run(endpoint: str, seconds: float, concurrency: int) -> tuple[int, list[float]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), to tell a saturated core from an idle one."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(
+    endpoint: str, seconds: float, concurrency: int, pid: int | None
+) -> tuple[int, list[float], float | None]:
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
         created = await call(session, endpoint, "CreateKey")
@@ -75,10 +85,11 @@ async def run(endpoint: str, seconds: float, concurrency: int) -> tuple[int, lis
                 await call(session, endpoint, "DescribeKey", KeyId=key_id)
                 latencies.append(time.perf_counter() - start)
 
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), cpu_seconds(pid) if pid else 0.0
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    return int(len(latencies) / elapsed), sorted(latencies)
+        busy = (cpu_seconds(pid) - cpu_began) / elapsed if pid else None
+    return int(len(latencies) / elapsed), sorted(latencies), busy
 
 
 def start_emulator(core: int | None) -> tuple[subprocess.Popen[str], str]:
@@ -113,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if server_core is not None:
         os.sched_setaffinity(0, set(cores[1:]))  # keep the client off the emulator's core
     try:
-        rate, latencies = asyncio.run(run(endpoint, args.seconds, args.concurrency))
+        pid = process.pid if process is not None else None
+        rate, latencies, busy = asyncio.run(run(endpoint, args.seconds, args.concurrency, pid))
     finally:
         if process is not None:
             process.terminate()
@@ -123,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     pinned = f"emulator pinned to CPU {server_core}" if server_core is not None else "emulator not pinned"
     print(f"DescribeKey: {rate} calls/s ({len(latencies)} calls, concurrency {args.concurrency}, {pinned})")
     print(f"latency p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    if busy is not None:
+        print(f"emulator CPU use {busy:.0%} of one core")
 
 
 if __name__ == "__main__":

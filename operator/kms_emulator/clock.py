@@ -1,7 +1,8 @@
 """The emulator's notion of "now" for key state: wall-clock time plus an offset that tests can advance.
 
-Only key state (creation dates, deletion windows, rotation) reads this clock. Signature checks use the real
-wall clock, because clients sign with theirs; advancing the emulator clock must not make requests expire.
+Emulator choice: only key state (creation dates, deletion windows, rotation) reads this clock. Signature
+checks use the real wall clock, because clients sign with theirs; advancing the emulator clock must not make
+requests expire.
 """
 
 from __future__ import annotations

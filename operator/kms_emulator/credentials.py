@@ -1,6 +1,7 @@
 """The access keys the emulator accepts: static pairs, and STS triples it issues itself.
 
-An STS credential is an (AccessKeyId, AccessKeySecret, SecurityToken) triple with an expiry; like the real
+Emulator choice: STS credentials are issued by the emulator itself (no AssumeRole), as an
+(AccessKeyId, AccessKeySecret, SecurityToken) triple with an expiry; like the real
 service, a request signed with an expired one is answered `InvalidAccessKeyId.NotFound` (reference §3.4).
 Expiry uses the real wall clock, as signatures do.
 """

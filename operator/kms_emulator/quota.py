@@ -4,7 +4,8 @@ Defaults follow the Limits page: CreateKey 10 QPS, reads 20 QPS, writes 10 QPS. 
 second's worth of tokens, so a burst of N calls passes and call N+1 in the same second is throttled.
 
 Over quota, the answer takes one of two documented shapes (ThrottleStyle):
-- `rejected-429` (default): `Rejected.Throttling`, HTTP 429, with `x-acs-retry-after` (ms), as on the Limits
+Emulator choice: the default is
+- `rejected-429`: `Rejected.Throttling`, HTTP 429, with `x-acs-retry-after` (ms), as on the Limits
   page; the SDK then raises ThrottlingException with `retry_after`.
 - `throttling-400`: `Throttling`, HTTP 400, no header, as on the per-API pages; the SDK raises
   ClientException.

@@ -163,7 +163,7 @@ def check_tag_value(value: str, name: str = "TagValue") -> str:
 
 
 def check_tags(pairs: list[tuple[str, str]], name: str = "Tags") -> dict[str, str]:
-    """Validate one call's tags; a key given twice is refused rather than silently merged."""
+    """Validate one call's tags. Emulator choice: a tag key given twice is refused, not silently merged."""
     if len(pairs) > MAX_TAGS:
         raise errors.invalid_parameter(name, f"At most {MAX_TAGS} tags.")
     tags: dict[str, str] = {}

@@ -29,7 +29,8 @@ DATE_WINDOW_SECONDS = 15 * 60
 # Emulator choice: nonces are remembered for the date window, up to this many; beyond it the oldest are
 # forgotten, which bounds memory under benchmark load at the price of a weaker (still 15-minute) replay check.
 MAX_REMEMBERED_NONCES = 500_000
-# ACS3 headers that must be signed when present, so that changing them breaks the signature.
+# Emulator choice: these ACS3 headers must be signed (when sent), so that changing them breaks the signature;
+# otherwise the request is answered IncompleteSignature.
 _MUST_SIGN = ("x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256")
 _MUST_SIGN_IF_PRESENT = ("x-acs-action", "x-acs-version", "x-acs-security-token", "host")
 # v1 common parameters: part of the signature, not of the API call.

@@ -85,6 +85,8 @@ class KmsApi:
         if "RegionId" in api_params and action.name not in _REGION_ID_ACTIONS:
             del api_params["RegionId"]  # a v1 common parameter for every other action
 
+        # Emulator choice: quota and faults come after authentication, so throttled and injected failures are
+        # logged KMS calls, and an injected error never runs the action (state is left unchanged).
         status, code = 200, None
         try:
             wait_ms = self.emulator.quotas.acquire(
