@@ -93,6 +93,8 @@ class Emulator:
             self.make_app(),
             access_log=None,
             handle_signals=False,
+            # Stopping waits this long for in-flight calls, e.g. ones held by an injected latency.
+            shutdown_timeout=2.0,
             max_line_size=MAX_REQUEST_LINE,
             max_field_size=MAX_REQUEST_LINE,
         )

@@ -163,9 +163,17 @@ class _BackgroundServer:
         await site.start()
         return bound_port(self.runner)
 
-    def stop(self) -> None:
+    async def _stop(self) -> None:
         if self.runner is not None:
-            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=30)
+            await self.runner.cleanup()
+        # Calls still held (e.g. by an injected latency) are cancelled, not left pending on a closed loop.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=30)
         self.loop.close()
