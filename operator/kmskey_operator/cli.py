@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kmskey_operator.settings import Settings, SettingsError
+from kmskey_operator.tools import importer, plan
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -60,10 +61,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the operator (default)")
     run.add_argument("--namespace", "-n", action="append", help="watch only this namespace (repeatable)")
+    plan_parser = sub.add_parser("plan", help="show what the operator would change in KMS (read-only)")
+    plan.add_arguments(plan_parser)
+    import_parser = sub.add_parser("import", help="print a KmsKey manifest that adopts an existing key")
+    importer.add_arguments(import_parser)
     args = parser.parse_args(argv if argv is not None else sys.argv[1:] or ["run"])
     try:
         if args.command in (None, "run"):
             return _run(args)
+        if args.command == "plan":
+            return plan.run(args)
+        if args.command == "import":
+            return importer.run(args)
     except SettingsError as error:
         print(f"kmskey-operator: {error}", file=sys.stderr)
         return 1
