@@ -74,9 +74,15 @@ def parse(manifest: str) -> list[dict[str, Any]]:
 def template(
     values: Mapping[str, Any] | None = None, *, release: str = "kms", namespace: str = "kmskey-system"
 ) -> list[dict[str, Any]]:
-    """The objects `helm template` renders for these values (dotted keys)."""
-    out = helm("template", release, str(CHART), "--namespace", namespace, *set_args(values or {}))
-    return parse(out.stdout)
+    """The objects `helm template` renders for these values (dotted keys); each rendering is done once."""
+    key = (json.dumps(values or {}, sort_keys=True), release, namespace)
+    if key not in _rendered:
+        out = helm("template", release, str(CHART), "--namespace", namespace, *set_args(values or {}))
+        _rendered[key] = out.stdout
+    return parse(_rendered[key])
+
+
+_rendered: dict[tuple[str, str, str], str] = {}
 
 
 def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
