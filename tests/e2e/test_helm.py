@@ -411,3 +411,110 @@ def test_finalizer_semantics_hold_through_an_operator_upgrade(
         assert not forbidden_lines(after.log()), "\n".join(forbidden_lines(after.log()))
     finally:
         after.stop()
+
+
+# -- a namespaced HA release: its webhook, its Roles, its peering, then upgrade and uninstall ------------
+
+
+def kmskey_manifest(namespace: str, name: str, **meta: Any) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "kms.alicloud.dev/v1alpha1",
+            "kind": "KmsKey",
+            "metadata": {"name": name, "namespace": namespace, **meta},
+            "spec": {"description": name},
+        }
+    )
+
+
+def test_namespaced_ha_release_from_install_to_uninstall(
+    control_plane: ControlPlane,
+    kubeconfig: Path,
+    kubectl: Kubectl,
+    crd_installed: list[str],
+    emulator: EmulatorHandle,
+    tmp_path: Path,
+) -> None:
+    suffix = secrets.token_hex(3)
+    system, watched, other = f"kmskey-ha-{suffix}", f"watched-{suffix}", f"other-{suffix}"
+    for name in (system, watched, other):
+        kubectl("create", "namespace", name)
+    create_credentials(kubectl, system, emulator)
+    # A KmsKey with the operator's finalizer from before the install: the operator is down, as after a crash.
+    kubectl("create", "-f", "-", input=kmskey_manifest(watched, "before", finalizers=[FINALIZER]))
+    values = emulator_values(
+        emulator,
+        **{
+            "watchNamespaces": [watched],
+            "replicaCount": 2,
+            "ha.enabled": True,
+            "webhook.failurePolicy": "Fail",  # the default, scoped to `watched` by its namespaceSelector
+        },
+    )
+    ha = install(kubeconfig, system, values, name="ha")
+    sa = f"system:serviceaccount:{system}:ha-kmskey-operator"
+
+    # The webhook (no endpoints here) refuses new KmsKeys in the watched namespace: failurePolicy Fail...
+    refused = kubectl("create", "-f", "-", input=kmskey_manifest(watched, "refused"), check=False)
+    assert refused.returncode != 0
+    assert "validate-kmskey.kms.alicloud.dev" in refused.stderr
+    # ... but not elsewhere (namespaceSelector), nor metadata-only updates, deletion or finalizer removal
+    # (matchConditions), so a stopped operator never blocks deletion.
+    kubectl("create", "-f", "-", input=kmskey_manifest(other, "elsewhere"))
+    kubectl("-n", watched, "annotate", "kmskey", "before", "example.com/touched=yes")
+    kubectl("-n", watched, "delete", "kmskey", "before", "--wait=false")
+    kubectl(
+        "-n", watched, "patch", "kmskey", "before", "--type=merge", "-p", '{"metadata":{"finalizers":null}}'
+    )
+    assert kubectl("-n", watched, "get", "kmskey", "before", check=False).returncode != 0
+
+    # RBAC: KmsKeys and events only in the watched namespace, kopf's peering object there, scanning.
+    in_watched = can_i_list(kubectl, sa, watched) - SELF_REVIEWS
+    assert in_watched == {
+        ("kmskeys.kms.alicloud.dev", "[]", "list"),
+        ("kmskeys.kms.alicloud.dev", "[]", "watch"),
+        ("kmskeys.kms.alicloud.dev", "[]", "patch"),
+        ("kmskeys.kms.alicloud.dev/status", "[]", "patch"),
+        ("events", "[]", "create"),
+        ("kopfpeerings.kopf.dev", "[]", "list"),
+        ("kopfpeerings.kopf.dev", "[]", "watch"),
+        ("kopfpeerings.kopf.dev", "[ha-kmskey-operator]", "patch"),
+        ("customresourcedefinitions.apiextensions.k8s.io", "[]", "list"),
+        ("customresourcedefinitions.apiextensions.k8s.io", "[]", "watch"),
+        ("namespaces", "[]", "list"),
+        ("namespaces", "[]", "watch"),
+    }
+    assert can_i_list(kubectl, sa, other) - SELF_REVIEWS == {
+        entry for entry in in_watched if entry[0].startswith(("customresourcedefinitions", "namespaces"))
+    }
+
+    # The operator as this release's ServiceAccount, peering through the chart's KopfPeering (mandatory).
+    ha.upgrade({**values, "webhook.failurePolicy": "Ignore"})
+    operator = operator_as_chart_configures_it(ha, control_plane, kubectl, emulator, tmp_path, "ha")
+    assert operator.env["KMSKEY_PEERING"] == "ha-kmskey-operator"
+    assert operator.env["WATCH_NAMESPACES"] == watched
+    operator.start()
+    try:
+        apply(kubectl, watched, "peered", {"description": "reconciled by the active peer"})
+        wait_ready(kubectl, watched, "peered")
+        peering = json.loads(
+            kubectl("-n", watched, "get", "kopfpeering", "ha-kmskey-operator", "-o", "json").stdout
+        )
+        assert "ha-pod" in peering.get("status", {}), peering  # the keep-alive, under POD_ID
+        kubectl("-n", watched, "delete", "kmskey", "peered", "--timeout=30s")
+        assert not forbidden_lines(operator.log()), "\n".join(forbidden_lines(operator.log()))
+    finally:
+        operator.stop()
+
+    # Back to one replica without HA: the budget and the peering object go, nothing else is left behind.
+    ha.upgrade({**values, "replicaCount": 1, "ha.enabled": False, "webhook.failurePolicy": "Ignore"})
+    live = live_release_objects(kubectl, "ha")
+    assert live == manifest_objects(ha.manifest(), system)
+    assert not {kind for kind, _, _ in live} & {"PodDisruptionBudget", "KopfPeering"}
+
+    began = time.monotonic()
+    helm("uninstall", "ha", "-n", system, kubeconfig=kubeconfig)
+    print(f"helm uninstall took {time.monotonic() - began:.1f}s")
+    assert live_release_objects(kubectl, "ha") == set()
+    # CRDs stay (Helm never deletes crds/), and so do KmsKeys and their keys.
+    assert kubectl("get", "crd", "kmskeys.kms.alicloud.dev", check=False).returncode == 0

@@ -179,7 +179,7 @@ class Reconciler:
         if resource.annotations.get(names.PAUSED_ANNOTATION, "").lower() == "true":
             report.set_synced(FALSE, names.REASON_PAUSED, "deletion waits until the paused annotation goes")
             outcome.retry_after = DELETION_BLOCKED_DELAY
-            return outcome
+            return report.finish(synced_generation=False)
         if spec.pending_window_in_days is None:
             report.event(
                 "Warning",
@@ -226,7 +226,7 @@ class Reconciler:
                 report.set_synced(FALSE, names.REASON_DELETION_BLOCKED, message)
                 report.warn(names.REASON_DELETION_BLOCKED, message)
                 outcome.retry_after = DELETION_BLOCKED_DELAY
-                return outcome
+                return report.finish(synced_generation=False)
             calls = plan.deletion_calls(
                 meta.key_id, spec.pending_window_in_days, turn_off_protection=protected
             )

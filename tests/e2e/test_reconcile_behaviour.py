@@ -1,0 +1,203 @@
+"""The reconciler's promises: adoption, deletion, pause/observe, crash safety, faults, invalid specs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from alibabacloud_kms20160120 import models as kms_models
+from alibabacloud_kms20160120.client import Client as KmsClient
+
+from kms_emulator.testing import EmulatorHandle
+from tests.conftest import Kubectl
+from tests.e2e.conftest import apply, condition, wait_for, wait_ready
+from tests.harness.operator import OperatorProcess
+
+OWNER_TAG = "kms.alicloud.dev/owner-uid"
+READS = ("Describe", "List", "Get")
+
+
+def describe(kms: KmsClient, key_id: str) -> kms_models.DescribeKeyResponseBodyKeyMetadata:
+    return kms.describe_key(kms_models.DescribeKeyRequest(key_id=key_id)).body.key_metadata
+
+
+def create_key(kms: KmsClient, **kwargs: object) -> str:
+    body = kms.create_key(kms_models.CreateKeyRequest(**kwargs)).body  # type: ignore[arg-type]
+    return str(body.key_metadata.key_id)
+
+
+def writes_for(emulator: EmulatorHandle, key_id: str) -> list[str]:
+    return [
+        c.action
+        for c in emulator.calls()
+        if not c.action.startswith(READS) and key_id in json.dumps(c.params)
+    ]
+
+
+def test_adopting_a_matching_key_reconciles_mutable_fields_only(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, kms: KmsClient, emulator: EmulatorHandle
+) -> None:
+    key_id = create_key(kms, key_spec="Aliyun_AES_256", description="old")
+    emulator.reset_calls()
+    apply(kubectl, namespace, "adopt", {"keyId": key_id, "keySpec": "Aliyun_AES_256", "description": "new"})
+    body = wait_ready(kubectl, namespace, "adopt")
+    assert body["status"]["keyId"] == key_id
+    assert describe(kms, key_id).description == "new"
+    assert writes_for(emulator, key_id) == ["UpdateKeyDescription"]
+    assert emulator.call_counts().get("CreateKey", 0) == 0
+    reasons = kubectl("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}").stdout.split()
+    assert "Adopted" in reasons
+
+
+def test_adopting_a_key_whose_force_new_fields_differ_reports_each_field_and_changes_none(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, kms: KmsClient
+) -> None:
+    key_id = create_key(kms, key_spec="RSA_2048", key_usage="SIGN/VERIFY")
+    apply(
+        kubectl,
+        namespace,
+        "mismatch",
+        {
+            "keyId": key_id,
+            "keySpec": "Aliyun_AES_256",
+            "keyUsage": "ENCRYPT/DECRYPT",
+            "description": "adopted",
+        },
+    )
+    body = wait_for(
+        kubectl, namespace, "mismatch", lambda b: condition(b, "Synced").get("reason") == "ForceNewConflict"
+    )
+    message = condition(body, "Synced")["message"]
+    assert "keySpec" in message
+    assert "keyUsage" in message
+    meta = describe(kms, key_id)
+    assert (meta.key_spec, meta.key_usage) == ("RSA_2048", "SIGN/VERIFY")
+    # Mutable fields are still reconciled.
+    assert meta.description == "adopted"
+
+
+def test_deletion_protection_blocks_delete_until_the_spec_allows_turning_it_off(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, kms: KmsClient
+) -> None:
+    spec = {"deletionPolicy": "Delete", "pendingWindowInDays": 7, "enableDeletionProtection": True}
+    apply(kubectl, namespace, "guarded", spec)
+    key_id = wait_ready(kubectl, namespace, "guarded")["status"]["keyId"]
+    kubectl("delete", "kmskey", "guarded", "-n", namespace, "--wait=false")
+    body = wait_for(
+        kubectl, namespace, "guarded", lambda b: condition(b, "Synced").get("reason") == "DeletionBlocked"
+    )
+    assert "enableDeletionProtection" in condition(body, "Synced")["message"]
+    assert describe(kms, key_id).key_state == "Enabled"
+    kubectl(
+        "patch",
+        "kmskey",
+        "guarded",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"enableDeletionProtection":false}}',
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and describe(kms, key_id).key_state != "PendingDeletion":
+        time.sleep(0.5)
+    assert describe(kms, key_id).key_state == "PendingDeletion"
+
+
+def test_a_key_deleted_outside_kubernetes_is_reported_and_never_recreated(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, kms: KmsClient, emulator: EmulatorHandle
+) -> None:
+    apply(kubectl, namespace, "doomed", {"description": "doomed"})
+    key_id = wait_ready(kubectl, namespace, "doomed")["status"]["keyId"]
+    kms.schedule_key_deletion(kms_models.ScheduleKeyDeletionRequest(key_id=key_id, pending_window_in_days=7))
+    body = wait_for(
+        kubectl,
+        namespace,
+        "doomed",
+        lambda b: condition(b, "Ready").get("reason") == "KeyPendingDeletion",
+        timeout=40,
+    )
+    assert condition(body, "Ready")["status"] == "False"
+    emulator.reset_calls()
+    emulator.advance_clock(8 * 86400)
+    wait_for(
+        kubectl,
+        namespace,
+        "doomed",
+        lambda b: condition(b, "Ready").get("reason") == "KeyNotFound",
+        timeout=40,
+    )
+    assert emulator.call_counts().get("CreateKey", 0) == 0
+
+
+def test_transient_kms_faults_converge_without_hot_loops(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, emulator: EmulatorHandle
+) -> None:
+    emulator.set_fault("*", rate=0.5, code="ServiceUnavailableTemporary", status=503)
+    emulator.set_fault("CreateKey", rate=0.5, code="Throttling", status=400)
+    emulator.reset_calls()
+    try:
+        for i in range(3):
+            apply(kubectl, namespace, f"flaky-{i}", {"description": f"flaky {i}", "status": "Disabled"})
+        for i in range(3):
+            body = wait_ready(kubectl, namespace, f"flaky-{i}", timeout=120)
+            assert body["status"]["keyState"] == "Disabled"
+    finally:
+        emulator.clear_faults()
+    created = {
+        c.params.get("Description") for c in emulator.calls() if c.action == "CreateKey" and c.status == 200
+    }
+    assert len(created) == 3
+    assert emulator.call_counts().get("CreateKey", 0) < 40  # backoff, not a hot loop
+
+
+def test_an_invalid_spec_that_got_past_admission_becomes_a_condition_and_makes_no_kms_call(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, emulator: EmulatorHandle
+) -> None:
+    emulator.reset_calls()
+    apply(kubectl, namespace, "bad", {"keySpec": "EC_P256", "keyUsage": "ENCRYPT/DECRYPT"})
+    body = wait_for(
+        kubectl, namespace, "bad", lambda b: condition(b, "Synced").get("reason") == "InvalidSpec"
+    )
+    assert "keyUsage" in condition(body, "Synced")["message"]
+    assert emulator.call_counts().get("CreateKey", 0) == 0
+
+
+def test_paused_resources_get_no_writes_until_unpaused(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, kms: KmsClient, emulator: EmulatorHandle
+) -> None:
+    apply(kubectl, namespace, "p", {"description": "one"})
+    key_id = wait_ready(kubectl, namespace, "p")["status"]["keyId"]
+    kubectl("annotate", "kmskey", "p", "-n", namespace, "kms.alicloud.dev/paused=true")
+    emulator.reset_calls()
+    apply(kubectl, namespace, "p", {"description": "two"}, annotations={"kms.alicloud.dev/paused": "true"})
+    body = wait_for(kubectl, namespace, "p", lambda b: condition(b, "Synced").get("reason") == "Paused")
+    assert "description" in condition(body, "Synced")["message"]
+    assert describe(kms, key_id).description == "one"
+    assert writes_for(emulator, key_id) == []
+    kubectl("annotate", "kmskey", "p", "-n", namespace, "kms.alicloud.dev/paused-")
+    wait_for(kubectl, namespace, "p", lambda b: describe(kms, key_id).description == "two", timeout=30)
+
+
+def test_observe_only_mirrors_the_key_and_never_writes_even_on_delete(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, kms: KmsClient, emulator: EmulatorHandle
+) -> None:
+    key_id = create_key(kms, description="theirs")
+    emulator.reset_calls()
+    spec = {
+        "keyId": key_id,
+        "managementPolicy": "Observe",
+        "description": "mine",
+        "deletionPolicy": "Delete",
+        "pendingWindowInDays": 7,
+    }
+    apply(kubectl, namespace, "watcher", spec)
+    body = wait_for(
+        kubectl, namespace, "watcher", lambda b: condition(b, "Synced").get("reason") == "ObserveOnly"
+    )
+    assert body["status"]["keyState"] == "Enabled"
+    assert "description" in condition(body, "Synced")["message"]
+    kubectl("delete", "kmskey", "watcher", "-n", namespace, "--timeout=30s")
+    assert describe(kms, key_id).description == "theirs"
+    assert describe(kms, key_id).key_state == "Enabled"
+    assert writes_for(emulator, key_id) == []
