@@ -46,6 +46,7 @@ class OperatorProcess:
             "KMSKEY_METRICS_PORT": str(self.metrics_port),
             "KMSKEY_WEBHOOK_PORT": str(self.webhook_port),
             "KMSKEY_WEBHOOK_HOST": "127.0.0.1",
+            "KMSKEY_WEBHOOK_LISTEN_HOST": "127.0.0.1",
             "KMSKEY_WEBHOOK_CERT_DIR": str(log_dir / f"{name}-certs"),
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
