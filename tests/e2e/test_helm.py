@@ -36,7 +36,8 @@ RELEASE = "kms"
 SA_NAME = "kms-kmskey-operator"  # the chart's full name for release "kms"
 FINALIZER = "kms.alicloud.dev/finalizer"
 # Words in an operator log line that mean the API server refused it something.
-FORBIDDEN_MARKERS = ("403", "Forbidden", "forbidden", "Not enough permissions")
+# (kopf's APIForbiddenError carries the API server's "Forbidden" status; a bare "403" could be a number.)
+FORBIDDEN_MARKERS = ("Forbidden", "forbidden", "Not enough permissions")
 
 
 @dataclass
@@ -150,7 +151,7 @@ def operator_as_chart_configures_it(
     env["KMSKEY_WEBHOOK_LISTEN_HOST"] = "127.0.0.1"
     assert env["KMS_ENDPOINT"] == emulator.endpoint  # the chart's value, an address on 127.0.0.1
     sa_kubeconfig = control_plane.service_account_kubeconfig(
-        release.namespace, SA_NAME, workdir / f"{name}.kubeconfig"
+        release.namespace, pod["serviceAccountName"], workdir / f"{name}.kubeconfig"
     )
     return OperatorProcess(
         kubeconfig=sa_kubeconfig,
