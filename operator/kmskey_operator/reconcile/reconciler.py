@@ -9,6 +9,7 @@ Guarantees kept here:
 
 from __future__ import annotations
 
+import datetime
 import logging
 import random
 from collections.abc import Sequence
@@ -140,7 +141,10 @@ class Reconciler:
             return report.kms_error(error, 0)
         report.outcome.writes += 1
         report.event("Normal", names.REASON_CREATED, f"Created KMS key {created.key_id} in {region}")
-        logger.info("KMS write CreateKey", extra={"resource": report.resource.ref, "key_id": created.key_id})
+        logger.info(
+            "KMS write CreateKey",
+            extra={"resource": report.resource.ref, "key_id": created.key_id, "action": "CreateKey"},
+        )
         observed = plan.observed_after_create(spec, created, uid)
         report.mirror(observed.metadata, region)
         followups = diff(spec, observed, owner_uid=uid)
@@ -245,10 +249,14 @@ class Reconciler:
             if outcome.retry_after is None:  # terminal: keep trying slowly until the timeout
                 outcome.retry_after = DELETION_BLOCKED_DELAY
             return outcome
+        # ScheduleKeyDeletion answers with a RequestId only; KMS's DeleteDate is now + the window.
+        window = datetime.timedelta(days=spec.pending_window_in_days)
+        deletes_on = datetime.datetime.now(datetime.UTC) + window
         report.event(
             "Normal",
             names.REASON_DELETION_SCHEDULED,
-            f"Scheduled deletion of KMS key {key_id} in {spec.pending_window_in_days} days",
+            f"Scheduled deletion of KMS key {key_id} in {spec.pending_window_in_days} days "
+            f"(on {deletes_on:%Y-%m-%dT%H:%M:%SZ})",
         )
         outcome.release = True
         return outcome
@@ -282,6 +290,7 @@ class _Report:
 
     def set_synced(self, status: str, reason: str, message: str) -> None:
         self._conditions.append(Condition(names.SYNCED, status, reason, message))
+        self.outcome.result = reason
 
     def finish(self, *, synced_generation: bool = True) -> Outcome:
         status = self.outcome.status
@@ -356,6 +365,7 @@ class _Report:
     def applied(self, changes: Diff, *, is_drift: bool) -> None:
         fields = "; ".join(c.describe() for c in changes.changes)
         if is_drift:
+            self.outcome.drift_fields = [c.field for c in changes.changes]
             self.event("Normal", names.REASON_DRIFT_CORRECTED, f"Corrected drift in KMS: {fields}")
         else:
             self.event("Normal", names.REASON_UPDATED, f"Updated KMS key: {fields}")
@@ -411,6 +421,7 @@ class _Report:
             reason = names.REASON_ACCESS_DENIED
         else:
             reason = names.REASON_KMS_REJECTED
+        self.outcome.error_code = error.code
         self.set_synced(FALSE, reason, message)
         if not self.resource.status.get("keyId") and "keyId" not in self.outcome.status:
             self.set_ready(FALSE, reason, "the key has not been created yet: " + message)

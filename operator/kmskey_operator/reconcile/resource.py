@@ -57,3 +57,9 @@ class Outcome:
     retry_after: float | None = None
     release: bool = False
     writes: int = 0
+    result: str = ""
+    """The reason of the Synced condition this pass set (the reconcile metrics' `result`); "" if none."""
+    drift_fields: list[str] = dataclasses.field(default_factory=list)
+    """Spec fields changed outside Kubernetes that this pass put back (drift corrections)."""
+    error_code: str | None = None
+    """The KMS error code this pass ended on, if any: repeated warnings are de-duplicated by it."""
