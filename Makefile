@@ -67,3 +67,8 @@ test: setup lint typecheck ## set-up from scratch, lint, type-check, and every t
 fmt: venv ## format the code
 	$(BIN)/ruff format operator tests
 	$(BIN)/ruff check --fix operator tests
+
+.PHONY: demo
+demo: setup ## the whole product on this machine: control plane, KMS emulator, operator, the seed example
+	@KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh 2>/dev/null | sed -n 's/^KUBE_BIN=//p') \
+	  $(BIN)/python -m tests.harness.demo
