@@ -63,6 +63,7 @@ class AdminClient:
         message: str | None = None,
         retry_after_ms: int | None = None,
         times: int | None = None,
+        after_action: bool = False,
     ) -> None:
         rule: dict[str, Any] = {
             "action": action,
@@ -73,6 +74,7 @@ class AdminClient:
             "drop_connection": drop_connection,
             "retry_after_ms": retry_after_ms,
             "times": times,
+            "after_action": after_action,
         }
         if message is not None:
             rule["message"] = message

@@ -66,6 +66,7 @@ class EmulatorHandle:
         message: str | None = None,
         retry_after_ms: int | None = None,
         times: int | None = None,
+        after_action: bool = False,
     ) -> None:
         rule = FaultRule(
             action=action,
@@ -76,6 +77,7 @@ class EmulatorHandle:
             drop_connection=drop_connection,
             retry_after_ms=retry_after_ms,
             times=times,
+            after_action=after_action,
         )
         if message is not None:
             rule.message = message

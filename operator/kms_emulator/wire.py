@@ -106,6 +106,11 @@ class KmsApi:
                     extra = {"x-acs-retry-after": str(rule.retry_after_ms)} if rule.retry_after_ms else None
                     raise KmsError(rule.code or "InternalFailure", rule.message, rule.status, extra)
             result = action.handler(self.emulator.backend, Params(api_params))
+            if decision is not None and decision.latency_after_ms:
+                await asyncio.sleep(decision.latency_after_ms / 1000)
+            if decision is not None and decision.drop_after:
+                status, code = 0, "ConnectionDropped"
+                return _drop(request)
         except KmsError as error:
             status, code = error.http_status, error.code
             raise

@@ -119,3 +119,34 @@ def test_clearing_faults_restores_normal_answers(client: Client, emu: EmulatorHa
     emu.clear_faults()
 
     assert client.describe_regions().status_code == 200
+
+
+def test_a_connection_dropped_after_the_action_keeps_its_state_change(
+    client: Client, emu: EmulatorHandle
+) -> None:
+    keys_before = len(emu.backend.keys)
+    emu.set_fault(action="CreateKey", code=None, drop_connection=True, after_action=True, times=1)
+
+    with pytest.raises(UnretryableException):
+        client.create_key(models.CreateKeyRequest(description="done but never told"))
+
+    assert len(emu.backend.keys) == keys_before + 1
+    assert emu.calls()[-1].code == "ConnectionDropped"
+
+
+def test_latency_after_the_action_delays_an_answer_whose_work_is_already_done(emu: EmulatorHandle) -> None:
+    impatient = make_client(emu, read_timeout=200)
+    keys_before = len(emu.backend.keys)
+    emu.set_fault(action="CreateKey", code=None, latency_ms=600, after_action=True, times=1)
+
+    with pytest.raises(UnretryableException):
+        impatient.create_key(models.CreateKeyRequest(description="slow answer"))
+
+    assert len(emu.backend.keys) == keys_before + 1
+
+
+def test_after_action_refuses_an_error_rule() -> None:
+    from kms_emulator.faults import FaultRule, Faults
+
+    with pytest.raises(ValueError, match="after_action"):
+        Faults().add(FaultRule(code="InternalFailure", status=500, after_action=True))
