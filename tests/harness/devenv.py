@@ -28,7 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness.controlplane import ControlPlane, ControlPlaneError, missing_binaries, run_kubectl
+from tests.harness.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    free_ports,
+    missing_binaries,
+    run_kubectl,
+)
 from tests.harness.processes import ManagedProcess, ProcessRecord, ProcessSpec, log_tail, stop_record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,16 +70,52 @@ def _emulator_env(match: re.Match[str]) -> dict[str, str]:
     }
 
 
+def _operator_env() -> dict[str, str]:
+    health, metrics, webhook = free_ports(3)
+    return {
+        "PYTHONPATH": str(REPO_ROOT / "operator"),
+        "PYTHONUNBUFFERED": "1",
+        "KMSKEY_HEALTH_HOST": "127.0.0.1",
+        "KMSKEY_HEALTH_PORT": str(health),
+        "KMSKEY_METRICS_HOST": "127.0.0.1",
+        "KMSKEY_METRICS_PORT": str(metrics),
+        "KMSKEY_WEBHOOK_LISTEN_HOST": "127.0.0.1",
+        "KMSKEY_WEBHOOK_HOST": "127.0.0.1",
+        "KMSKEY_WEBHOOK_PORT": str(webhook),
+        "KMSKEY_WEBHOOK_CERT_DIR": str(DEV_DIR / "webhook-certs"),
+        "KMSKEY_WEBHOOK_MANAGED": "kmskey-operator-dev",
+        "KMSKEY_WEBHOOK_REMOVE_ON_EXIT": "true",
+        "KMSKEY_RESYNC_SECONDS": "60",
+    }
+
+
 SERVICES: list[ServiceSpec] = [
     ServiceSpec(
         name="kms-emulator",
         available=lambda: (REPO_ROOT / "operator" / "kms_emulator" / "__main__.py").is_file(),
-        argv=lambda env: [sys.executable, "-m", "kms_emulator", "--port", "0"],
+        # The seed example's KMS instance ID, so examples/seed.yaml works as it is.
+        argv=lambda env: [
+            sys.executable,
+            "-m",
+            "kms_emulator",
+            "--port",
+            "0",
+            "--instance-id",
+            "kst-hzz62ee5fe3b7ifgq5hmg",
+        ],
         ready=re.compile(r"kms-emulator listening on http://127\.0\.0\.1:(\d+)"),
         env=_emulator_env,
         extra_env={"PYTHONPATH": str(REPO_ROOT / "operator"), "PYTHONUNBUFFERED": "1"},
     ),
-    # The operator joins here (its argv reads KUBECONFIG and KMS_* from `env`).
+    ServiceSpec(
+        name="operator",
+        available=lambda: (REPO_ROOT / "operator" / "kmskey_operator" / "cli.py").is_file(),
+        argv=lambda env: [sys.executable, "-m", "kmskey_operator.cli", "run"],
+        # Ready once its admission webhook serves and its configuration is written.
+        ready=re.compile(r"(?:Created|Updated) ValidatingWebhookConfiguration (\S+)"),
+        env=lambda match: {},
+        extra_env=_operator_env(),
+    ),
 ]
 
 
