@@ -21,6 +21,9 @@ from kms_emulator.testing import EmulatorHandle, run_emulator
 from kmskey_operator import cli as cli_module
 from kmskey_operator.kms.gateway import READ_ONLY_ACTIONS
 
+# The real operator process, for `plan --from-cluster`; it uses the `emulator` fixture defined here.
+from tests.e2e.conftest import operator  # noqa: F401
+
 OPERATOR_ACCESS_KEY = ("operator-access-key-id", "operator-access-key-secret")
 CLI_ACCESS_KEY = ("cli-access-key-id", "cli-access-key-secret")
 
