@@ -64,6 +64,7 @@ class ManifestPlan:
     blocked: list[Blocked] = dataclasses.field(default_factory=list)
     refused: list[str] = dataclasses.field(default_factory=list)  # what admission would refuse
     errors: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # validation's, as admission shows them
     notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -112,6 +113,7 @@ class ManifestPlan:
             "blocked": [dataclasses.asdict(b) for b in self.blocked],
             "refused": list(self.refused),
             "errors": list(self.errors),
+            "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
 
@@ -132,7 +134,7 @@ async def plan_manifest(
         result.errors.append("spec must be a mapping")
         return result
     verdict = validation.validate_spec(raw_spec)
-    result.notes.extend(f"warning: {w}" for w in verdict.warnings)
+    result.warnings.extend(verdict.warnings)
     if not verdict.allowed:
         result.errors.extend(f"invalid spec: {p}" for p in verdict.errors)
         return result
@@ -249,7 +251,7 @@ def render_text(plans: Sequence[ManifestPlan], notes: Sequence[str]) -> str:
             lines.append("  KMS calls, in order:")
             lines.extend(f"    {i}. {c.describe()}" for i, c in enumerate(p.calls, start=1))
         if p.conflicts:
-            effect = "reported only" if not p.applies else "the reconciler stops with ForceNewConflict"
+            effect = "reported only" if not p.applies else "the reconciler reports ForceNewConflict"
             lines.append(f"  ForceNew conflicts (KMS cannot change these in place; {effect}):")
             lines.extend(f"    ! {c.describe()}" for c in p.conflicts)
         if p.refused:
@@ -259,6 +261,7 @@ def render_text(plans: Sequence[ManifestPlan], notes: Sequence[str]) -> str:
             lines.append("  waiting on the key's state:")
             lines.extend(f"    - spec.{b.field} ({b.reason}): {b.message}" for b in p.blocked)
         lines.extend(f"  error: {e}" for e in p.errors)
+        lines.extend(f"  warning: {w}" for w in p.warnings)
         lines.extend(f"  note: {n}" for n in p.notes)
     counts = _summary(plans)
     lines.append("")
@@ -292,6 +295,10 @@ def _headline(p: ManifestPlan) -> str:
         parts.append(_count(len(p.changes), "field differs", "fields differ"))
     if p.calls:
         parts.append(_count(len(p.calls), "KMS call", "KMS calls"))
+    if p.blocked:
+        parts.append(_count(len(p.blocked), "change waits", "changes wait"))
+    if p.conflicts:
+        parts.append(_count(len(p.conflicts), "ForceNew conflict", "ForceNew conflicts"))
     return f"{where}: {', '.join(parts) or 'see below'}"
 
 
