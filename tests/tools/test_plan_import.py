@@ -6,6 +6,7 @@ CLI did; the `cli_env` fixture asserts after every test that the CLI made no wri
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -23,6 +24,10 @@ from kms_emulator.backend import KmsBackend
 from kms_emulator.testing import DEFAULT_INSTANCE_IDS, EmulatorHandle
 from kmskey_operator import names
 from kmskey_operator.kms.gateway import READ_ONLY_ACTIONS
+from kmskey_operator.settings import Settings
+from kmskey_operator.tools.manifests import Manifest
+from kmskey_operator.tools.plan import ManifestPlan, plan_manifest
+from kmskey_operator.tools.readonly import ReadOnlyGateway
 from tests.harness.processes import child_environment
 from tests.tools.conftest import CliRunner, cli_calls
 
@@ -523,3 +528,53 @@ def test_import_then_plan_as_subprocesses(cli_env: dict[str, str], emulator: Emu
     assert edited.returncode == 2
     assert "UpdateKeyDescription" in edited.stdout
     assert os.environ.get("KMS_ENDPOINT") == emulator.endpoint  # the in-process env is still the fixture's
+
+
+# --- a live resource (what --from-cluster reads), without a cluster -----------------------------------------
+
+
+def _live(uid: str, status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "kms.alicloud.dev/v1alpha1",
+        "kind": "KmsKey",
+        "metadata": {"name": "live", "namespace": "ns", "uid": uid},
+        "spec": {"description": "live"},
+        "status": status,
+    }
+
+
+def _plan_live(body: dict[str, Any]) -> ManifestPlan:
+    settings = Settings.from_env()
+    return asyncio.run(
+        plan_manifest(ReadOnlyGateway(settings), settings, Manifest("cluster", body), live=body)
+    )
+
+
+def test_a_live_resource_without_status_key_id_finds_its_key_by_the_ownership_tag(
+    cli_env: dict[str, str], emulator: EmulatorHandle
+) -> None:
+    uid = f"uid-{secrets.token_hex(4)}"
+    key_id = emulator.backend.create_key(description="live", tags={names.OWNER_TAG_KEY: uid}).key_id
+    plan = _plan_live(_live(uid, {}))
+    assert plan.key_id == key_id
+    assert plan.exit_code == 0
+    assert "found key" in plan.notes[0]
+
+
+def test_a_live_resource_without_any_key_would_create_one_tagged_with_its_uid(
+    cli_env: dict[str, str], emulator: EmulatorHandle
+) -> None:
+    plan = _plan_live(_live("uid-never-created", {}))
+    assert plan.creates
+    assert json.loads(plan.calls[0].params["Tags"]) == [
+        {"TagKey": names.OWNER_TAG_KEY, "TagValue": "uid-never-created"}
+    ]
+
+
+def test_a_live_resource_whose_key_lacks_its_ownership_tag_is_an_error(
+    cli_env: dict[str, str], emulator: EmulatorHandle
+) -> None:
+    key_id = emulator.backend.create_key(description="live").key_id
+    plan = _plan_live(_live("uid-1", {"keyId": key_id}))
+    assert plan.exit_code == 1
+    assert "ownership tag" in plan.errors[0]
