@@ -111,6 +111,7 @@ def to_yaml(body: Mapping[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Print KmsKey manifests that adopt existing KMS keys (spec.keyId); never writes."
     parser.add_argument("key_id", nargs="?", metavar="KEY_ID", help="the key to import (or --all)")
     parser.add_argument("--name", help="metadata.name (default: derived from the key ID)")
     parser.add_argument("--namespace", "-n", help="metadata.namespace (default: none, kubectl's current)")
@@ -123,7 +124,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --all: a ListKeys filter, e.g. KeyState=Enabled, KeySpec=RSA_2048, TagKey=team "
         "(repeat a KEY to OR its values)",
     )
-    parser.add_argument("--output-dir", type=Path, help="with --all: write NAME.yaml files here, not stdout")
+    parser.add_argument(
+        "--output-dir", type=Path, metavar="DIR", help="with --all: write NAME.yaml files here, not stdout"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

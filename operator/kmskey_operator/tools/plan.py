@@ -321,6 +321,8 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Show what the operator would do in KMS for KmsKey manifests; never writes."
+    parser.epilog = "exit codes: 0 no changes, 2 changes pending, 1 error or a spec that cannot converge"
     parser.add_argument(
         "-f",
         "--filename",
@@ -334,7 +336,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAMESPACE/NAME",
         help="plan the live KmsKey (its status.keyId); with -f, plan the file as an edit of it",
     )
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="default: text")
 
 
 def run(args: argparse.Namespace) -> int:
