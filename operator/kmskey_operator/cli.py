@@ -29,24 +29,34 @@ def _run(args: argparse.Namespace) -> int:
     if webhook_enabled:
         import kmskey_operator.webhook  # noqa: F401  (registers the validating admission handler)
 
-    from kmskey_operator import metrics
+    from kmskey_operator import health, metrics
 
     gateway = KmsGateway(settings, observer=metrics.observe_kms_call)
     runtime = handlers.Runtime(settings=settings, reconciler=Reconciler(gateway, settings))
+    readiness = health.Readiness(webhook_enabled=webhook_enabled)
+    metrics.track_peering(peering=settings.peering_name is not None)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        await readiness.start(runtime.settings.health_host, runtime.settings.ready_port)
         handlers.configure_kopf(settings, runtime.settings)
         if webhook_enabled:
             from kmskey_operator import webhook
 
             webhook.configure_admission(settings, webhook.WebhookSettings.from_env())
-        metrics.start_server(runtime.settings.metrics_port)
+            settings.admission.server = readiness.track_webhook(settings.admission.server)
+        metrics.start_server(runtime.settings.metrics_port, runtime.settings.metrics_host)
 
-    liveness = f"http://{os.environ.get('KMSKEY_HEALTH_HOST', '0.0.0.0')}:{settings.health_port}/healthz"
+    @kopf.on.cleanup(registry=registry)
+    async def stop_readiness(**_: Any) -> None:
+        await readiness.stop()
+
+    liveness = f"http://{settings.health_host}:{settings.health_port}/healthz"
     kopf.run(
         registry=registry,
         memo=kopf.Memo(runtime=runtime),
+        ready_flag=readiness.started,
+        insights=readiness.insights,
         standalone=settings.peering_name is None,
         peering_name=settings.peering_name,
         clusterwide=not settings.namespaces,

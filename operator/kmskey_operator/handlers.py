@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from kmskey_operator import names
+from kmskey_operator import metrics, names
 from kmskey_operator.normalize import interval_seconds
 from kmskey_operator.reconcile.reconciler import Reconciler
 from kmskey_operator.reconcile.resource import Outcome, Resource
@@ -75,26 +75,53 @@ def _runtime(memo: Any) -> Runtime:
 def _deliver(
     runtime: Runtime, body: kopf.Body, patch: kopf.Patch, resource: Resource, outcome: Outcome
 ) -> None:
-    """Write the outcome: status by merge patch, events (a repeated warning is posted once)."""
+    """Write the outcome: status by merge patch, events (a repeated warning is posted once).
+
+    A warning repeats when its reason and KMS error code (or, without a code, its message) match the
+    last one posted for the resource: a retry loop's messages differ only in their RequestId. Any
+    Normal event (the resource recovered) re-arms the warning.
+    """
     if outcome.status:
         patch.status.update(outcome.status)
     for event in outcome.events:
         if event.type == "Warning":
-            key = (event.reason, event.message)
+            key = (event.reason, outcome.error_code or event.message)
             if runtime.last_warning.get(resource.uid) == key:
+                metrics.observe_event(event.type, event.reason, posted=False)
                 continue
             runtime.last_warning[resource.uid] = key
         else:
             runtime.last_warning.pop(resource.uid, None)
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        metrics.observe_event(event.type, event.reason, posted=True)
 
 
-async def _reconcile(memo: Any, body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
+def _ready_state(resource: Resource, outcome: Outcome) -> str:
+    """The Ready condition's status after this outcome is written ("Unknown" before the first one)."""
+    conditions = outcome.status.get("conditions") or resource.status.get("conditions") or []
+    for entry in conditions:
+        if isinstance(entry, dict) and entry.get("type") == names.READY:
+            return str(entry.get("status") or "Unknown")
+    return "Unknown"
+
+
+def _record(trigger: str, resource: Resource, outcome: Outcome, started: float) -> None:
+    result = outcome.result or ("Released" if outcome.release else "Unknown")
+    metrics.observe_reconcile(trigger, result, time.monotonic() - started, outcome.drift_fields)
+    if outcome.release:
+        metrics.forget_resource(resource.uid)
+    else:
+        metrics.set_resource_ready(resource.uid, _ready_state(resource, outcome))
+
+
+async def _reconcile(memo: Any, body: kopf.Body, patch: kopf.Patch, retry: int, trigger: str) -> None:
     runtime = _runtime(memo)
     resource = Resource.from_body(body)
+    started = time.monotonic()
     async with runtime.lock(resource.uid):
         outcome = await runtime.reconciler.reconcile(resource, attempt=retry)
     _deliver(runtime, body, patch, resource, outcome)
+    _record(trigger, resource, outcome, started)
     runtime.schedule_resync(resource)
     if outcome.retry_after is not None:
         raise kopf.TemporaryError("KMS did not accept the change yet; retrying", delay=outcome.retry_after)
@@ -121,15 +148,15 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
 
     @kopf.on.resume(*RESOURCE, id="reconcile-resume", registry=registry)
     async def on_resume(body: kopf.Body, patch: kopf.Patch, retry: int, memo: Any, **_: Any) -> None:
-        await _reconcile(memo, body, patch, retry)
+        await _reconcile(memo, body, patch, retry, "resume")
 
     @kopf.on.create(*RESOURCE, id="reconcile-create", registry=registry)
     async def on_create(body: kopf.Body, patch: kopf.Patch, retry: int, memo: Any, **_: Any) -> None:
-        await _reconcile(memo, body, patch, retry)
+        await _reconcile(memo, body, patch, retry, "create")
 
     @kopf.on.update(*RESOURCE, id="reconcile-update", registry=registry)
     async def on_update(body: kopf.Body, patch: kopf.Patch, retry: int, memo: Any, **_: Any) -> None:
-        await _reconcile(memo, body, patch, retry)
+        await _reconcile(memo, body, patch, retry, "update")
 
     @kopf.timer(
         *RESOURCE,
@@ -148,7 +175,7 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
             return
         if time.monotonic() < due:
             return
-        await _reconcile(memo, body, patch, 0)
+        await _reconcile(memo, body, patch, 0, "resync")
 
     @kopf.on.delete(*RESOURCE, id="finalize", registry=registry)
     async def on_delete(
@@ -157,9 +184,11 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
         state = _runtime(memo)
         resource = Resource.from_body(body)
         elapsed = runtime.total_seconds() if hasattr(runtime, "total_seconds") else float(runtime or 0)
+        started = time.monotonic()
         async with state.lock(resource.uid):
             outcome = await state.reconciler.finalize(resource, attempt=retry, runtime=elapsed)
         _deliver(state, body, patch, resource, outcome)
+        _record("delete", resource, outcome, started)
         if not outcome.release:
             raise kopf.TemporaryError("deletion is waiting", delay=outcome.retry_after or 60.0)
         state.forget(resource.uid)

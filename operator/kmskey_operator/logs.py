@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 
 import kopf
 
@@ -16,12 +18,22 @@ _CONTEXT_FIELDS = ("resource", "key_id", "action")
 
 
 class RedactSecrets(logging.Filter):
-    """Replace any known secret value that reaches a log record; a belt to the design's braces."""
+    """Replace any known secret value that reaches a log line; a belt to the design's braces.
 
-    def __init__(self) -> None:
+    It is applied to the finished line (message, context fields and traceback), and also blanks the
+    secrets' base64 forms, as found in a Kubernetes Secret or an Authorization header.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        secrets = [os.environ[v] for v in _SECRET_VARIABLES if len(os.environ.get(v, "")) >= 8]
-        self._pattern = re.compile("|".join(re.escape(s) for s in secrets)) if secrets else None
+        env = os.environ if env is None else env
+        secrets = [env[v] for v in _SECRET_VARIABLES if len(env.get(v, "")) >= 8]
+        forms = {form for s in secrets for form in (s, base64.b64encode(s.encode()).decode())}
+        longest_first = sorted(forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(f) for f in longest_first)) if forms else None
+
+    def redact(self, text: str) -> str:
+        return self._pattern.sub("[REDACTED]", text) if self._pattern is not None else text
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self._pattern is not None:
@@ -30,6 +42,17 @@ class RedactSecrets(logging.Filter):
                 record.msg = self._pattern.sub("[REDACTED]", message)
                 record.args = None
         return True
+
+
+class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose every finished line passes through `RedactSecrets.redact`."""
+
+    def __init__(self, redactor: RedactSecrets) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redactor.redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -59,12 +82,16 @@ class TextFormatter(logging.Formatter):
 def configure(settings: Settings) -> None:
     kopf.configure(verbose=settings.log_level == "DEBUG")
     root = logging.getLogger()
-    handler = logging.StreamHandler()
+    redactor = RedactSecrets()
+    handler = _RedactingHandler(redactor)
     handler.setFormatter(
         JsonFormatter()
         if settings.log_format == "json"
         else TextFormatter("[%(asctime)s] %(name)-24.24s [%(levelname)-7s] %(message)s")
     )
-    handler.addFilter(RedactSecrets())
+    handler.addFilter(redactor)
+    # The level is also the handler's: a logger that must see more (kopf's peering lines, which the
+    # active-replica metric follows) does not print more.
+    handler.setLevel(settings.log_level)
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

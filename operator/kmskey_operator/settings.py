@@ -49,9 +49,15 @@ class Settings:
     """WATCH_NAMESPACES: comma-separated namespaces to watch; empty = all namespaces."""
     # --- serving ---
     health_port: int = 8081
-    """KMSKEY_HEALTH_PORT: port of /healthz (liveness) and /readyz (readiness). 0 = off."""
+    """KMSKEY_HEALTH_PORT: port of kopf's /healthz (liveness). 0 = off."""
+    health_host: str = "0.0.0.0"
+    """KMSKEY_HEALTH_HOST: address /healthz and /readyz listen on (0.0.0.0 = every interface)."""
+    ready_port: int = 8082
+    """KMSKEY_READY_PORT: port of /readyz (readiness: watching, and the webhook serving). 0 = off."""
     metrics_port: int = 8080
     """KMSKEY_METRICS_PORT: port of the Prometheus /metrics endpoint. 0 = off."""
+    metrics_host: str = "0.0.0.0"
+    """KMSKEY_METRICS_HOST: address /metrics listens on (0.0.0.0 = every interface)."""
     log_format: str = "text"
     """KMSKEY_LOG_FORMAT: `text` or `json`."""
     log_level: str = "INFO"
@@ -77,6 +83,8 @@ class Settings:
             "KMSKEY_LOG_FORMAT": "log_format",
             "KMSKEY_LOG_LEVEL": "log_level",
             "KMSKEY_PEERING": "peering_name",
+            "KMSKEY_HEALTH_HOST": "health_host",
+            "KMSKEY_METRICS_HOST": "metrics_host",
         }
         for var, attr in text_vars.items():
             if env.get(var):
@@ -92,6 +100,7 @@ class Settings:
             "KMSKEY_DELETION_TIMEOUT_SECONDS": ("deletion_timeout_seconds", float),
             "KMSKEY_HEALTH_PORT": ("health_port", int),
             "KMSKEY_METRICS_PORT": ("metrics_port", int),
+            "KMSKEY_READY_PORT": ("ready_port", int),
         }
         for var, (attr, kind) in number_vars.items():
             raw = env.get(var, "").strip()

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import kopf
 
-from kmskey_operator import certs, names, validation
+from kmskey_operator import certs, metrics, names, validation
 
 HANDLER_ID = "validate-kmskey"
 WEBHOOK_NAME = f"{HANDLER_ID}.{names.GROUP}"
@@ -76,10 +76,13 @@ async def validate_kmskey(
     elif operation == "UPDATE" and old is not None and new is not None:
         verdict = validation.validate_update(old, new)
     else:
+        metrics.observe_admission(operation or "", "allowed")
         return
     warnings.extend(verdict.warnings)
     if not verdict.allowed:
+        metrics.observe_admission(operation, "denied")
         raise kopf.AdmissionError(verdict.summary(), code=422)
+    metrics.observe_admission(operation, "warned" if verdict.warnings else "allowed")
 
 
 @dataclasses.dataclass(frozen=True)

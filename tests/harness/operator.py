@@ -6,13 +6,16 @@ crash tests exercise the same recovery path as a pod that is OOM-killed.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tests.harness.controlplane import free_ports
 from tests.harness.processes import ManagedProcess, ProcessSpec
@@ -31,7 +34,7 @@ class OperatorProcess:
         extra_env: Mapping[str, str] | None = None,
         name: str = "operator",
     ) -> None:
-        self.health_port, self.metrics_port, self.webhook_port = free_ports(3)
+        self.health_port, self.metrics_port, self.webhook_port, self.ready_port = free_ports(4)
         self.log_path = log_dir / f"{name}.log"
         self.env = {
             "KUBECONFIG": str(kubeconfig),
@@ -44,6 +47,8 @@ class OperatorProcess:
             "KMSKEY_HEALTH_HOST": "127.0.0.1",
             "KMSKEY_HEALTH_PORT": str(self.health_port),
             "KMSKEY_METRICS_PORT": str(self.metrics_port),
+            "KMSKEY_METRICS_HOST": "127.0.0.1",
+            "KMSKEY_READY_PORT": str(self.ready_port),
             "KMSKEY_WEBHOOK_PORT": str(self.webhook_port),
             "KMSKEY_WEBHOOK_HOST": "127.0.0.1",
             "KMSKEY_WEBHOOK_LISTEN_HOST": "127.0.0.1",
@@ -72,6 +77,16 @@ class OperatorProcess:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON body) of /readyz; (0, {}) when nothing listens yet."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ready_port}/readyz", timeout=5) as r:
+                return int(r.status), dict(json.loads(r.read()))
+        except urllib.error.HTTPError as error:
+            return int(error.code), dict(json.loads(error.read()))
+        except OSError:
+            return 0, {}
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
