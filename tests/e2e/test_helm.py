@@ -519,3 +519,55 @@ def test_namespaced_ha_release_from_install_to_uninstall(
     assert live_release_objects(kubectl, "ha") == set()
     # CRDs stay (Helm never deletes crds/), and so do KmsKeys and their keys.
     assert kubectl("get", "crd", "kmskeys.kms.alicloud.dev", check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("resource", "symptom"),
+    [
+        ("kmskeys/status", "Forbidden"),
+        ("events", "Forbidden"),
+        ("customresourcedefinitions", "Forbidden"),  # kopf retries the CRD watch, then gives up on it
+    ],
+    ids=["status", "events", "crd-scanning"],
+)
+def test_each_granted_rule_is_one_the_operator_uses(
+    resource: str,
+    symptom: str,
+    release: Release,
+    control_plane: ControlPlane,
+    kubectl: Kubectl,
+    emulator: EmulatorHandle,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Without the rule, the operator (as the chart's ServiceAccount) is refused something: none is spare."""
+    role_name = f"{release.name}-kmskey-operator"
+    original = json.loads(kubectl("get", "clusterrole", role_name, "-o", "json").stdout)
+    reduced = json.loads(json.dumps(original))
+    reduced["rules"] = [r for r in original["rules"] if resource not in r["resources"]]
+    assert len(reduced["rules"]) == len(original["rules"]) - 1
+    kubectl("replace", "-f", "-", input=json.dumps(reduced))
+    operator = operator_as_chart_configures_it(release, control_plane, kubectl, emulator, tmp_path, "reduced")
+    try:
+        operator.start()
+        apply(kubectl, namespace, "needs-it", {"description": f"without {resource}"})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and symptom not in operator.log():
+            time.sleep(0.2)
+        assert symptom in operator.log(), operator.log()[-3000:]
+    finally:
+        operator.stop()
+        current = json.loads(kubectl("get", "clusterrole", role_name, "-o", "json").stdout)
+        original["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        kubectl("replace", "-f", "-", input=json.dumps(original))
+        kubectl(
+            "-n",
+            namespace,
+            "patch",
+            "kmskey",
+            "needs-it",
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
