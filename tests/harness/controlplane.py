@@ -153,6 +153,7 @@ class ControlPlane:
         self.apiserver_port = 0
         self.startup_seconds = 0.0
         self._pki: pki.Pki | None = None
+        self._apiserver_spec: ProcessSpec | None = None
         self._keep_workdir = os.environ.get("KMSKEY_KEEP_CONTROL_PLANE_DIR") == "1"
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -222,35 +223,34 @@ class ControlPlane:
 
         p = self._require_pki()
         began = time.monotonic()
-        apiserver = self._spawn(
-            ProcessSpec(
-                "kube-apiserver",
-                [
-                    str(self.kube_bin / "kube-apiserver"),
-                    f"--etcd-servers={self.etcd_url}",
-                    f"--cert-dir={self.workdir / 'apiserver-certs'}",
-                    f"--bind-address={LOOPBACK}",
-                    f"--advertise-address={LOOPBACK}",
-                    f"--secure-port={api_port}",
-                    f"--tls-cert-file={p.serving_cert}",
-                    f"--tls-private-key-file={p.serving_key}",
-                    f"--client-ca-file={p.ca_cert}",
-                    "--authorization-mode=RBAC",
-                    f"--service-account-issuer=https://{LOOPBACK}:{api_port}",
-                    f"--service-account-key-file={p.sa_public_key}",
-                    f"--service-account-signing-key-file={p.sa_private_key}",
-                    "--service-cluster-ip-range=10.0.0.0/24",
-                    "--allow-privileged=true",
-                    # No kube-controller-manager creates the `default` ServiceAccount; envtest does the same.
-                    "--disable-admission-plugins=ServiceAccount",
-                    # Resolve `service:` webhooks/APIServices via Endpoints (there are none: an immediate
-                    # error) instead of dialling a 10.0.0.x ClusterIP.
-                    "--enable-aggregator-routing=true",
-                    # Do not publish 127.0.0.1 in the `kubernetes` Endpoints (rejected as loopback, log spam).
-                    "--endpoint-reconciler-type=none",
-                ],
-            )
+        self._apiserver_spec = ProcessSpec(
+            "kube-apiserver",
+            [
+                str(self.kube_bin / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                f"--secure-port={api_port}",
+                f"--tls-cert-file={p.serving_cert}",
+                f"--tls-private-key-file={p.serving_key}",
+                f"--client-ca-file={p.ca_cert}",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer=https://{LOOPBACK}:{api_port}",
+                f"--service-account-key-file={p.sa_public_key}",
+                f"--service-account-signing-key-file={p.sa_private_key}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                # No kube-controller-manager creates the `default` ServiceAccount; envtest does the same.
+                "--disable-admission-plugins=ServiceAccount",
+                # Resolve `service:` webhooks/APIServices via Endpoints (there are none: an immediate
+                # error) instead of dialling a 10.0.0.x ClusterIP.
+                "--enable-aggregator-routing=true",
+                # Do not publish 127.0.0.1 in the `kubernetes` Endpoints (rejected as loopback, log spam).
+                "--endpoint-reconciler-type=none",
+            ],
         )
+        apiserver = self._spawn(self._apiserver_spec)
         self._wait(apiserver, self._apiserver_ready, "kube-apiserver /readyz")
         self.startup_seconds = time.monotonic() - began
         write_kubeconfig(
@@ -271,6 +271,31 @@ class ControlPlane:
         self.processes.clear()
         if self._own_workdir and not self._keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def stop_apiserver(self, grace_seconds: float = 10.0) -> None:
+        """Stop only kube-apiserver (SIGTERM, as in a control-plane upgrade); etcd and its data stay."""
+        for process in list(self.processes):
+            if process.spec.name == "kube-apiserver":
+                process.stop(grace_seconds)
+                self.processes.remove(process)
+
+    def start_apiserver(self) -> float:
+        """Start kube-apiserver again with the same port, certificates and etcd; seconds until /readyz."""
+        if self._apiserver_spec is None:
+            raise ControlPlaneError("the control plane has not been started")
+        if any(p.spec.name == "kube-apiserver" for p in self.processes):
+            raise ControlPlaneError("kube-apiserver is already running")
+        began = time.monotonic()
+        apiserver = self._spawn(self._apiserver_spec)
+        self._wait(apiserver, self._apiserver_ready, "kube-apiserver /readyz (restart)")
+        return time.monotonic() - began
+
+    def restart_apiserver(self, grace_seconds: float = 10.0) -> float:
+        """stop_apiserver() then start_apiserver(); returns the seconds the API was unavailable."""
+        began = time.monotonic()
+        self.stop_apiserver(grace_seconds)
+        self.start_apiserver()
+        return time.monotonic() - began
 
     def apiserver_rss_bytes(self) -> tuple[int, int]:
         """(current, peak) resident memory of kube-apiserver."""
