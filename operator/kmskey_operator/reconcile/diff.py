@@ -144,8 +144,9 @@ def diff(spec: KmsKeySpec, observed: ObservedKey, *, owner_uid: str | None) -> D
             else None
         )
         wanted = [c for c in (rotation_change, interval_change) if c is not None]
-        final_state = spec.status or state
-        if wanted and final_state != "Enabled":
+        # The plan runs EnableKey first and DisableKey last, so rotation can change whenever the key is
+        # Enabled now or is about to be enabled; only a key that stays not-Enabled blocks it.
+        if wanted and state != "Enabled" and spec.status != "Enabled":
             blocked.append(
                 Blocked(
                     "automaticRotation",
