@@ -85,6 +85,8 @@ def _deliver(
         patch.status.update(outcome.status)
     for event in outcome.events:
         if event.type == "Warning":
+            # Logged every time (a retry loop's log is bounded by its backoff); posted once per key.
+            logger.warning("%s: %s", event.reason, event.message, extra={"resource": resource.ref})
             key = (event.reason, outcome.error_code or event.message)
             if runtime.last_warning.get(resource.uid) == key:
                 metrics.observe_event(event.type, event.reason, posted=False)
@@ -124,7 +126,8 @@ async def _reconcile(memo: Any, body: kopf.Body, patch: kopf.Patch, retry: int, 
     _record(trigger, resource, outcome, started)
     runtime.schedule_resync(resource)
     if outcome.retry_after is not None:
-        raise kopf.TemporaryError("KMS did not accept the change yet; retrying", delay=outcome.retry_after)
+        why = outcome.result or "KMS did not accept the change yet"
+        raise kopf.TemporaryError(f"{why}; retrying in {outcome.retry_after:.0f}s", delay=outcome.retry_after)
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:

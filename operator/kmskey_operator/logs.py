@@ -63,10 +63,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for field in _CONTEXT_FIELDS:
-            value = getattr(record, field, None)
-            if value:
-                entry[field] = value
+        entry.update(context(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -75,8 +72,51 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        context = " ".join(f"{f}={getattr(record, f)}" for f in _CONTEXT_FIELDS if getattr(record, f, None))
-        return f"{line} {context}" if context else line
+        fields = " ".join(f"{k}={v}" for k, v in context(record).items())
+        return f"{line} {fields}" if fields else line
+
+
+def context(record: logging.LogRecord) -> dict[str, str]:
+    """The record's resource, key ID and action; kopf's per-object lines name their object in `k8s_ref`."""
+    found = {f: str(getattr(record, f)) for f in _CONTEXT_FIELDS if getattr(record, f, None)}
+    ref = getattr(record, "k8s_ref", None)
+    if "resource" not in found and isinstance(ref, dict) and ref.get("name"):
+        found["resource"] = f"{ref['namespace']}/{ref['name']}" if ref.get("namespace") else str(ref["name"])
+    return dict(sorted(found.items(), key=lambda item: _CONTEXT_FIELDS.index(item[0])))
+
+
+class KopfLevels(logging.Filter):
+    """Re-level kopf's and aiohttp's routine lines so that INFO reads as what changed, not what ran.
+
+    - every timer tick's and admission review's "... succeeded." (per resource, every few seconds),
+      and aiohttp's access lines (probes, admission): DEBUG;
+    - a handler that "failed temporarily" is retried; the cause is already a Warning Event, a condition
+      and a metric: WARNING, not kopf's ERROR.
+    A re-levelled line below `threshold` is dropped, as the handler's own level would have.
+    """
+
+    _ROUTINE = re.compile(r"^(Timer|Webhook|Daemon) '[^']*' succeeded\.$")
+
+    def __init__(self, threshold: int) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        level = record.levelno
+        if record.name == "aiohttp.access":
+            level = logging.DEBUG
+        elif record.name == "kopf.objects":
+            message = str(record.msg)
+            if self._ROUTINE.match(message):
+                level = logging.DEBUG
+            elif record.levelno == logging.ERROR and " failed temporarily" in message:
+                level = logging.WARNING
+        if level == record.levelno:
+            return True
+        if level < self.threshold:
+            return False
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return True
 
 
 def configure(settings: Settings) -> None:
@@ -89,6 +129,7 @@ def configure(settings: Settings) -> None:
         if settings.log_format == "json"
         else TextFormatter("[%(asctime)s] %(name)-24.24s [%(levelname)-7s] %(message)s")
     )
+    handler.addFilter(KopfLevels(logging.getLevelName(settings.log_level)))
     handler.addFilter(redactor)
     # The level is also the handler's: a logger that must see more (kopf's peering lines, which the
     # active-replica metric follows) does not print more.
