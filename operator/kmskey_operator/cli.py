@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kmskey_operator.settings import Settings, SettingsError
+from kmskey_operator.settings import Settings, SettingsError, add_arguments, flags_from
 from kmskey_operator.tools import importer, plan
 
 
@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     from kmskey_operator.kms.gateway import KmsGateway
     from kmskey_operator.reconcile.reconciler import Reconciler
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(flags=flags_from(args))
     if args.namespace:
         settings = dataclasses.replace(settings, namespaces=tuple(args.namespace))
     logs.configure(settings)
@@ -71,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the operator (default)")
     run.add_argument("--namespace", "-n", action="append", help="watch only this namespace (repeatable)")
+    add_arguments(run)
     plan_parser = sub.add_parser("plan", help="show what the operator would change in KMS (read-only)")
     plan.add_arguments(plan_parser)
     import_parser = sub.add_parser("import", help="print a KmsKey manifest that adopts an existing key")

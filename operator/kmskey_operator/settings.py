@@ -8,6 +8,7 @@ variables, credentials file, ECS RAM role) and are never stored, logged or print
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -72,47 +73,20 @@ class Settings:
         return f"{infix}.{region_id}.aliyuncs.com"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, flags: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Settings from the environment; `flags` (field name -> text, from the CLI) take precedence."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
-        text_vars = {
-            "ALIBABA_CLOUD_REGION_ID": "region_id",
-            "KMS_ENDPOINT": "kms_endpoint",
-            "KMS_ENDPOINT_TYPE": "kms_endpoint_type",
-            "KMS_PROTOCOL": "kms_protocol",
-            "KMSKEY_LOG_FORMAT": "log_format",
-            "KMSKEY_LOG_LEVEL": "log_level",
-            "KMSKEY_PEERING": "peering_name",
-            "KMSKEY_HEALTH_HOST": "health_host",
-            "KMSKEY_METRICS_HOST": "metrics_host",
-        }
-        for var, attr in text_vars.items():
-            if env.get(var):
-                values[attr] = env[var].strip()
-        number_vars: dict[str, tuple[str, type]] = {
-            "KMSKEY_KMS_CONNECT_TIMEOUT_MS": ("kms_connect_timeout_ms", int),
-            "KMSKEY_KMS_READ_TIMEOUT_MS": ("kms_read_timeout_ms", int),
-            "KMSKEY_CREATE_QPS": ("create_qps", float),
-            "KMSKEY_READ_QPS": ("read_qps", float),
-            "KMSKEY_WRITE_QPS": ("write_qps", float),
-            "KMSKEY_RESYNC_SECONDS": ("resync_seconds", float),
-            "KMSKEY_RESYNC_JITTER": ("resync_jitter", float),
-            "KMSKEY_DELETION_TIMEOUT_SECONDS": ("deletion_timeout_seconds", float),
-            "KMSKEY_HEALTH_PORT": ("health_port", int),
-            "KMSKEY_METRICS_PORT": ("metrics_port", int),
-            "KMSKEY_READY_PORT": ("ready_port", int),
-        }
-        for var, (attr, kind) in number_vars.items():
-            raw = env.get(var, "").strip()
-            if raw:
-                try:
-                    values[attr] = kind(raw)
-                except ValueError:
-                    raise SettingsError(f"{var}={raw!r} is not a number") from None
-        if env.get("WATCH_NAMESPACES", "").strip():
-            values["namespaces"] = tuple(
-                ns.strip() for ns in env["WATCH_NAMESPACES"].split(",") if ns.strip()
-            )
+        for attr, var in ENV_VARS.items():
+            raw = (flags or {}).get(attr)
+            source = f"--{attr.replace('_', '-')}"
+            if raw is None:
+                raw, source = env.get(var), var
+            if raw is None or not raw.strip():
+                continue
+            values[attr] = _convert(attr, raw.strip(), source)
         return cls(**values).validated()  # type: ignore[arg-type]
 
     def validated(self) -> Settings:
@@ -131,3 +105,58 @@ class Settings:
         if not 0 <= self.resync_jitter < 1:
             raise SettingsError("KMSKEY_RESYNC_JITTER must be in [0, 1)")
         return self
+
+
+# Every setting's environment variable, in one place; each also has a `--kebab-case` CLI flag.
+ENV_VARS: dict[str, str] = {
+    "region_id": "ALIBABA_CLOUD_REGION_ID",
+    "kms_endpoint": "KMS_ENDPOINT",
+    "kms_endpoint_type": "KMS_ENDPOINT_TYPE",
+    "kms_protocol": "KMS_PROTOCOL",
+    "kms_connect_timeout_ms": "KMSKEY_KMS_CONNECT_TIMEOUT_MS",
+    "kms_read_timeout_ms": "KMSKEY_KMS_READ_TIMEOUT_MS",
+    "create_qps": "KMSKEY_CREATE_QPS",
+    "read_qps": "KMSKEY_READ_QPS",
+    "write_qps": "KMSKEY_WRITE_QPS",
+    "resync_seconds": "KMSKEY_RESYNC_SECONDS",
+    "resync_jitter": "KMSKEY_RESYNC_JITTER",
+    "deletion_timeout_seconds": "KMSKEY_DELETION_TIMEOUT_SECONDS",
+    "namespaces": "WATCH_NAMESPACES",
+    "health_host": "KMSKEY_HEALTH_HOST",
+    "health_port": "KMSKEY_HEALTH_PORT",
+    "ready_port": "KMSKEY_READY_PORT",
+    "metrics_host": "KMSKEY_METRICS_HOST",
+    "metrics_port": "KMSKEY_METRICS_PORT",
+    "log_format": "KMSKEY_LOG_FORMAT",
+    "log_level": "KMSKEY_LOG_LEVEL",
+    "peering_name": "KMSKEY_PEERING",
+}
+
+
+def _convert(attr: str, raw: str, source: str) -> object:
+    default = next(f.default for f in dataclasses.fields(Settings) if f.name == attr)
+    if attr == "namespaces":
+        return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes")
+    if isinstance(default, int | float):
+        try:
+            return type(default)(raw)
+        except ValueError:
+            raise SettingsError(f"{source}={raw!r} is not a number") from None
+    return raw
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--kebab-case` flag per setting; each overrides its environment variable."""
+    group = parser.add_argument_group("settings (each flag overrides the environment variable named)")
+    for attr, var in ENV_VARS.items():
+        group.add_argument(
+            f"--{attr.replace('_', '-')}", dest=f"setting_{attr}", metavar="VALUE", help=f"${var}"
+        )
+
+
+def flags_from(args: argparse.Namespace) -> dict[str, str]:
+    return {
+        attr: str(value) for attr in ENV_VARS if (value := getattr(args, f"setting_{attr}", None)) is not None
+    }

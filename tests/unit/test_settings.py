@@ -1,0 +1,66 @@
+"""Settings come from the environment, flags override them, and bad values name their variable."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from kmskey_operator.settings import ENV_VARS, Settings, SettingsError, add_arguments, flags_from
+
+
+def test_defaults_match_kms_quotas_and_the_documented_resync() -> None:
+    settings = Settings.from_env({})
+    assert (settings.create_qps, settings.read_qps, settings.write_qps) == (10.0, 20.0, 10.0)
+    assert settings.resync_seconds == 600.0
+    assert settings.endpoint_for("cn-shanghai") == "kms.cn-shanghai.aliyuncs.com"
+
+
+def test_environment_variables_are_read_and_typed() -> None:
+    settings = Settings.from_env(
+        {
+            "KMS_ENDPOINT": "127.0.0.1:9999",
+            "KMS_PROTOCOL": "http",
+            "KMSKEY_READ_QPS": "5",
+            "WATCH_NAMESPACES": "a, b",
+            "KMS_ENDPOINT_TYPE": "vpc",
+        }
+    )
+    assert settings.endpoint_for("cn-hangzhou") == "127.0.0.1:9999"
+    assert settings.read_qps == 5.0
+    assert settings.namespaces == ("a", "b")
+
+
+def test_vpc_endpoint_type_picks_the_vpc_host() -> None:
+    assert Settings.from_env({"KMS_ENDPOINT_TYPE": "vpc"}).endpoint_for("cn-hangzhou") == (
+        "kms-vpc.cn-hangzhou.aliyuncs.com"
+    )
+
+
+def test_a_flag_overrides_its_environment_variable() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--region-id", "cn-beijing", "--resync-seconds", "30"])
+    settings = Settings.from_env({"ALIBABA_CLOUD_REGION_ID": "cn-hangzhou"}, flags=flags_from(args))
+    assert settings.region_id == "cn-beijing"
+    assert settings.resync_seconds == 30.0
+
+
+def test_every_setting_has_an_environment_variable() -> None:
+    import dataclasses
+
+    assert {f.name for f in dataclasses.fields(Settings)} == set(ENV_VARS)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"KMSKEY_CREATE_QPS": "fast"}, "KMSKEY_CREATE_QPS"),
+        ({"KMS_PROTOCOL": "ftp"}, "KMS_PROTOCOL"),
+        ({"KMS_ENDPOINT": "http://127.0.0.1:1"}, "KMS_ENDPOINT"),
+        ({"KMSKEY_RESYNC_JITTER": "2"}, "KMSKEY_RESYNC_JITTER"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)
