@@ -238,6 +238,16 @@ DRIFT_CASES: dict[
 }
 
 
+DRIFT_FIELD_NAMES = {
+    "status": "status",
+    "description": "description",
+    "rotation": "automaticRotation",
+    "deletion-protection": "enableDeletionProtection",
+    "policy": "policy",
+    "tags": "tags",
+}
+
+
 @pytest.mark.parametrize("field", sorted(DRIFT_CASES))
 def test_drift_in_each_mutable_field_is_put_back_and_reported(
     field: str, operator: OperatorProcess, kubectl: Kubectl, namespace: str, kms: KmsClient
@@ -247,12 +257,19 @@ def test_drift_in_each_mutable_field_is_put_back_and_reported(
     key_id = wait_ready(kubectl, namespace, "k")["status"]["keyId"]
     tamper(kms, key_id)
     wait_for(kubectl, namespace, "k", lambda b: check(kms, key_id), timeout=40, what=f"{field} restored")
-    events = json.loads(
-        kubectl(
+
+    def drift_events() -> list[dict[str, Any]]:
+        result = kubectl(
             "get", "events", "-n", namespace, "--field-selector", "reason=DriftCorrected", "-o", "json"
-        ).stdout
+        )
+        items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
+        return items
+
+    # The event is posted after the KMS write, asynchronously: poll for it rather than race it.
+    wait_for(
+        kubectl, namespace, "k", lambda b: bool(drift_events()), timeout=30, what="a DriftCorrected event"
     )
-    assert events["items"], "a DriftCorrected event is posted"
+    assert DRIFT_FIELD_NAMES[field] in drift_events()[0]["message"]
 
 
 def test_a_no_op_resync_makes_no_write_and_at_most_three_reads(

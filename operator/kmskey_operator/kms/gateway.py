@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from alibabacloud_credentials.client import Client as CredentialClient
+from alibabacloud_credentials.exceptions import CredentialException
 from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as SdkClient
 from alibabacloud_tea_openapi.utils_models import Config
@@ -180,11 +181,13 @@ def _to_kms_error(action: str, exc: Exception) -> KmsError:
             request_id=getattr(exc, "request_id", None) or data.get("RequestId"),
             retry_after_seconds=retry_after_ms / 1000.0 if retry_after_ms else None,
         )
-    code = getattr(exc, "code", None)
-    if code:  # TeaException without an HTTP response, e.g. no credentials configured
-        return KmsError(action, str(code), str(getattr(exc, "message", "") or exc))
-    if type(exc).__name__ == "CredentialException":
-        return KmsError(action, "InvalidCredentials", f"no usable Alibaba Cloud credentials: {exc}")
+    # The SDK wraps failures that happen before any HTTP answer (credentials, network) in
+    # UnretryableException; what happened is its inner exception.
     inner = getattr(exc, "inner_exception", None) or exc
+    if isinstance(inner, CredentialException) or isinstance(exc, CredentialException):
+        return KmsError(action, "InvalidCredentials", f"no usable Alibaba Cloud credentials: {inner}")
+    code = getattr(exc, "code", None)
+    if code:  # TeaException without an HTTP response, e.g. no credentials configured at all
+        return KmsError(action, str(code), str(getattr(exc, "message", "") or exc))
     # Connection refused, timeouts, dropped connections: worth a retry.
     return KmsError(action, "NetworkError", f"{type(inner).__name__}: {inner}")
