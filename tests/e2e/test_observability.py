@@ -439,3 +439,59 @@ def test_no_credential_reaches_logs_events_or_status(
         for needle in (secret, base64.b64encode(secret.encode()).decode()):
             leaks = [where for where, text in emitted.items() if needle in text]
             assert leaks == [], f"a credential ({needle[:12]}...) appears in: {leaks}"
+
+
+# --- the active replica (kopf peering) ------------------------------------------------------------------
+
+PEERING_CRDS = (
+    Path(__file__).resolve().parents[2] / "deploy/helm/kmskey-operator/crds/kopfpeerings.kopf.dev.yaml"
+)
+
+
+def test_the_active_replica_gauge_follows_kopf_peering(
+    emulator: EmulatorHandle,
+    kubectl: Kubectl,
+    kubeconfig: Path,
+    crd_installed: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(PEERING_CRDS))
+    kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s", timeout=90)
+    ns = f"obs-peering-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", ns)
+    peering = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": "KopfPeering",
+        "metadata": {"name": "obs", "namespace": ns},
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(peering))
+
+    def replica(name: str) -> OperatorProcess:
+        return OperatorProcess(
+            kubeconfig=kubeconfig,
+            kms_endpoint=emulator.endpoint,
+            access_key_id=ACCESS_KEY_ID,
+            access_key_secret=SECRET,
+            log_dir=tmp_path_factory.mktemp(name),
+            extra_env={"WATCH_NAMESPACES": ns, "KMSKEY_PEERING": "obs", "KMSKEY_WEBHOOK_ENABLED": "false"},
+            name=name,
+        )
+
+    def active(process: OperatorProcess) -> float:
+        return sample(process.metrics(), "kmskey_active_replica")
+
+    first, second = replica("peer-a"), replica("peer-b")
+    first.start()
+    try:
+        poll(lambda: active(first) == 1, "the only peer to resume (kopf starts a peer paused)")
+        second.start()
+        try:
+            # Two peers of equal priority: kopf pauses both (its rule for equal priorities).
+            poll(lambda: active(first) == 0, "the first peer to pause when an equal peer appears")
+            assert active(second) == 0
+            assert first.readiness() == (200, {"ready": True, "waiting_for": []})  # paused, still ready
+        finally:
+            second.stop()  # a graceful exit tells the peers at once (lifetime 0)
+        poll(lambda: active(first) == 1, "the remaining peer to resume")
+    finally:
+        first.stop()
