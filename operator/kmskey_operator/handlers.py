@@ -142,6 +142,10 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.client_timeout = 330
     kopf_settings.networking.request_timeout = 60
+    if settings.peering_name:
+        # Replicas with equal priorities (kopf's default, 0) pause each other: nothing would reconcile.
+        kopf_settings.peering.priority = settings.peering_priority or -int(time.time() * 1000)
+        kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
 
 
 def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) -> kopf.OperatorRegistry:

@@ -65,6 +65,13 @@ class Settings:
     """KMSKEY_LOG_LEVEL: DEBUG, INFO, WARNING or ERROR."""
     peering_name: str | None = None
     """KMSKEY_PEERING: kopf peering name for several replicas (one active); empty = standalone."""
+    peering_priority: int = 0
+    """KMSKEY_PEERING_PRIORITY: this replica's kopf peering priority (the highest live one is active);
+    0 = minus the start time in milliseconds, so the oldest replica stays active, a new or restarted pod
+    never takes over from a working one, and no two replicas tie (equal priorities pause each other)."""
+    peering_lifetime_seconds: int = 60
+    """KMSKEY_PEERING_LIFETIME_SECONDS: seconds a replica's keep-alive is valid; a killed active replica
+    is replaced after at most this long (keep-alives are sent every lifetime - 5..10 s)."""
 
     def endpoint_for(self, region_id: str) -> str:
         if self.kms_endpoint:
@@ -104,6 +111,8 @@ class Settings:
             raise SettingsError("KMSKEY_RESYNC_SECONDS must be positive")
         if not 0 <= self.resync_jitter < 1:
             raise SettingsError("KMSKEY_RESYNC_JITTER must be in [0, 1)")
+        if self.peering_lifetime_seconds < 1:
+            raise SettingsError("KMSKEY_PEERING_LIFETIME_SECONDS must be at least 1")
         return self
 
 
@@ -130,6 +139,8 @@ ENV_VARS: dict[str, str] = {
     "log_format": "KMSKEY_LOG_FORMAT",
     "log_level": "KMSKEY_LOG_LEVEL",
     "peering_name": "KMSKEY_PEERING",
+    "peering_priority": "KMSKEY_PEERING_PRIORITY",
+    "peering_lifetime_seconds": "KMSKEY_PEERING_LIFETIME_SECONDS",
 }
 
 
