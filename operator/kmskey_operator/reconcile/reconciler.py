@@ -102,7 +102,7 @@ class Reconciler:
                             f"({', '.join(sorted(recovered))}); using {key_id}",
                         )
                 else:
-                    return await self._create(report, spec, region, resource.uid)
+                    return await self._create(report, spec, region, resource.uid, attempt)
             observed = await observe(self.gateway, region, str(key_id), with_policy=spec.policy is not None)
         except KmsError as error:
             if error.kind is ErrorKind.GONE and key_id:
@@ -133,12 +133,14 @@ class Reconciler:
             meta = fresh
         return report.synced(meta, spec, changes)
 
-    async def _create(self, report: _Report, spec: KmsKeySpec, region: str, uid: str) -> Outcome:
+    async def _create(
+        self, report: _Report, spec: KmsKeySpec, region: str, uid: str, attempt: int
+    ) -> Outcome:
         call = plan.create_call(spec, uid)
         try:
             created = await self.gateway.create_key(region, call.params)
         except KmsError as error:
-            return report.kms_error(error, 0)
+            return report.kms_error(error, attempt)
         report.outcome.writes += 1
         report.event("Normal", names.REASON_CREATED, f"Created KMS key {created.key_id} in {region}")
         logger.info(
@@ -157,7 +159,7 @@ class Reconciler:
                 )
                 meta = await self.gateway.describe_key(region, created.key_id)
             except KmsError as error:
-                return report.kms_error(error, 0)
+                return report.kms_error(error, attempt)
             report.mirror(meta, region)
         return report.synced(meta, spec, followups)
 
