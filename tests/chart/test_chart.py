@@ -211,9 +211,10 @@ def test_pod_has_resources_and_probes_on_the_health_port() -> None:
     ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert operator["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert operator["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
+    assert operator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
     env = env_of(template())
     assert ports["health"] == int(env["KMSKEY_HEALTH_PORT"]["value"])
+    assert ports["ready"] == int(env["KMSKEY_READY_PORT"]["value"])
     assert ports["metrics"] == int(env["KMSKEY_METRICS_PORT"]["value"])
     assert ports["webhook"] == int(env["KMSKEY_WEBHOOK_PORT"]["value"])
 
@@ -265,6 +266,8 @@ def test_values_become_the_settings_the_operator_reads() -> None:
         "logging.level": "DEBUG",
         "health.port": 9000,
         "metrics.port": 9001,
+        "health.readyPort": 9002,
+        "ha.peerLifetimeSeconds": 30,
         "ha.enabled": True,
         "replicaCount": 2,
     }
@@ -280,7 +283,10 @@ def test_values_become_the_settings_the_operator_reads() -> None:
     assert settings.namespaces == ("team-a", "team-b")
     assert (settings.log_format, settings.log_level) == ("text", "DEBUG")
     assert (settings.health_port, settings.metrics_port) == (9000, 9001)
+    assert settings.ready_port == 9002
     assert settings.peering_name == "kms-kmskey-operator"
+    assert settings.peering_lifetime_seconds == 30
+    assert settings.peering_priority == 0  # each replica's own: its start time
 
 
 def test_default_values_are_the_operator_defaults() -> None:
@@ -300,7 +306,10 @@ def test_default_values_are_the_operator_defaults() -> None:
         "resync_jitter",
         "deletion_timeout_seconds",
         "namespaces",
+        "health_host",
         "health_port",
+        "ready_port",
+        "metrics_host",
         "metrics_port",
         "peering_name",
     ):
@@ -606,7 +615,7 @@ def test_webhook_off_renders_no_webhook_objects() -> None:
     assert of_kind(objects, "ValidatingWebhookConfiguration") == []
     assert of_kind(objects, "Secret") == []
     assert [s["metadata"]["name"] for s in of_kind(objects, "Service")] == ["kms-kmskey-operator-metrics"]
-    assert container(objects)["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container(objects)["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
 # -- metrics and notes -------------------------------------------------------------------------------------

@@ -141,14 +141,9 @@ def operator_as_chart_configures_it(
             (secret_dir / key).write_bytes(base64.b64decode(data))
         env["KMSKEY_WEBHOOK_SECRET_DIR"] = str(secret_dir)
     # Everything listens on 127.0.0.1 at ports OperatorProcess picks, never on the chart's 0.0.0.0.
-    for variable in (
-        "KMSKEY_HEALTH_HOST",
-        "KMSKEY_HEALTH_PORT",
-        "KMSKEY_METRICS_PORT",
-        "KMSKEY_WEBHOOK_PORT",
-    ):
-        env.pop(variable, None)
-    env["KMSKEY_WEBHOOK_LISTEN_HOST"] = "127.0.0.1"
+    # (OperatorProcess sets its own KMSKEY_*_HOST = 127.0.0.1 and free KMSKEY_*_PORT values.)
+    for variable in [v for v in env if v.startswith("KMSKEY_") and v.endswith(("_HOST", "_PORT"))]:
+        env.pop(variable)
     assert env["KMS_ENDPOINT"] == emulator.endpoint  # the chart's value, an address on 127.0.0.1
     sa_kubeconfig = control_plane.service_account_kubeconfig(
         release.namespace, pod["serviceAccountName"], workdir / f"{name}.kubeconfig"
