@@ -63,6 +63,15 @@ test: setup lint typecheck ## set-up from scratch, lint, type-check, and every t
 	KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh | sed -n 's/^KUBE_BIN=//p') \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+CHAOS_RESULTS ?= tests/chaos/results/latest.json
+
+.PHONY: chaos
+chaos: setup ## full reliability/security suite (kill -9, KMS faults, restarts, 2 replicas, fuzzing); writes tests/chaos/results/latest.json
+	KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh | sed -n 's/^KUBE_BIN=//p') \
+	  CHAOS_FULL=1 CHAOS_RESULTS=$(CHAOS_RESULTS) \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider -m chaos --timeout=1800 -rA tests/chaos $(PYTEST_ARGS)
+	@cat $(CHAOS_RESULTS)
+
 .PHONY: fmt
 fmt: venv ## format the code
 	$(BIN)/ruff format operator tests
