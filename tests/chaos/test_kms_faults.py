@@ -119,11 +119,11 @@ def test_thirty_percent_kms_faults_converge_with_bounded_calls_and_no_permanent_
         started = time.monotonic()
         for name, spec in zip(names, SPECS, strict=False):
             kube.create(namespace, name, spec)
-        wait_all_ready(kube, namespace, names, timeout=300)
+        wait_all_ready(kube, namespace, names, timeout=600)
         # Updates under the same faults: each must reach KMS, not only the status.
         for name in names:
             kube.patch_spec(namespace, name, {"description": f"{name} updated"})
-        bodies = wait_all_ready(kube, namespace, names, timeout=300)
+        bodies = wait_all_ready(kube, namespace, names, timeout=600)
         converged = time.monotonic() - started
         calls = sum(emulator.call_counts().values())
         failed = sum(1 for c in emulator.calls() if c.status != 200)
