@@ -146,21 +146,26 @@ def start_operator(kubeconfig: Path, crd_installed: list[str], tmp_path: Path) -
         process.stop()
 
 
-# Lines an operator must never log: an exception that escaped a handler or a task (kopf logs those with a
-# traceback), or its own "unexpected" error paths.
-_CRASH_PATTERN = re.compile(r"Traceback \(most recent call last\)")
+# A traceback block in the log: from its header to the next timestamped line.
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\):\n(?:(?!\[\d{4}-).*\n?)*")
 
 
 def crashes(process: OperatorProcess, *, killed_on_purpose: bool = False) -> list[str]:
-    """Evidence that the operator crashed: it exited on its own, or logged a traceback."""
+    """Evidence that the operator crashed: it exited on its own, or an exception escaped our code.
+
+    kopf logs its own failed API requests with a traceback (e.g. while the API server is down) and retries;
+    those pass through kopf and aiohttp only and are not crashes. A traceback through kmskey_operator is: an
+    exception a handler or one of our tasks did not expect.
+    """
     evidence = []
     if not killed_on_purpose and process.process is not None:
         code = process.process.exited()
         if code is not None and code != 0:
             evidence.append(f"{process.name} exited with code {code}")
     log = process.log()
-    for match in _CRASH_PATTERN.finditer(log):
-        evidence.append(f"{process.name}: {log[max(0, match.start() - 300) : match.start() + 1500]}")
+    for match in _TRACEBACK.finditer(log):
+        if "/kmskey_operator/" in match.group(0):
+            evidence.append(f"{process.name}: {log[max(0, match.start() - 300) : match.end()][:3000]}")
     return evidence
 
 
