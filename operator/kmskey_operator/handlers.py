@@ -37,6 +37,7 @@ class Runtime:
     locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
     next_resync: dict[str, float] = dataclasses.field(default_factory=dict)
     last_warning: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    failures: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
@@ -63,6 +64,7 @@ class Runtime:
         self.locks.pop(uid, None)
         self.next_resync.pop(uid, None)
         self.last_warning.pop(uid, None)
+        self.failures.pop(uid, None)
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -120,14 +122,23 @@ async def _reconcile(memo: Any, body: kopf.Body, patch: kopf.Patch, retry: int, 
     runtime = _runtime(memo)
     resource = Resource.from_body(body)
     started = time.monotonic()
+    # Consecutive failures across every trigger, so a resync during an outage backs off too.
+    attempt = max(retry, runtime.failures.get(resource.uid, 0))
     async with runtime.lock(resource.uid):
-        outcome = await runtime.reconciler.reconcile(resource, attempt=retry)
+        outcome = await runtime.reconciler.reconcile(resource, attempt=attempt)
     _deliver(runtime, body, patch, resource, outcome)
     _record(trigger, resource, outcome, started)
     runtime.schedule_resync(resource)
-    if outcome.retry_after is not None:
-        why = outcome.result or "KMS did not accept the change yet"
-        raise kopf.TemporaryError(f"{why}; retrying in {outcome.retry_after:.0f}s", delay=outcome.retry_after)
+    if outcome.retry_after is None:
+        runtime.failures.pop(resource.uid, None)
+        return
+    runtime.failures[resource.uid] = attempt + 1
+    if trigger == "resync":
+        # The timer comes back on its own: the next check is due after the backoff, not a kopf retry.
+        runtime.next_resync[resource.uid] = time.monotonic() + outcome.retry_after
+        return
+    why = outcome.result or "KMS did not accept the change yet"
+    raise kopf.TemporaryError(f"{why}; retrying in {outcome.retry_after:.0f}s", delay=outcome.retry_after)
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
