@@ -405,11 +405,15 @@ def _get(body: Mapping[str, Any], *path: str) -> Any:
 
 
 def _same_identity(old_body: Mapping[str, Any], field: str, old: Any, new: Any) -> bool:
-    """A keyId/regionId change that only writes down what status already says is no change of identity."""
-    if field not in model.IDENTITY_FIELDS:
-        return False
+    """A change that only writes down what status already says the key has is no change at all.
+
+    Status mirrors keyId, regionId and the ForceNew attributes KMS reports, so declaring `keySpec` on an
+    adopted key, with the value the key has, is allowed; any other value is refused. Tags are not mirrored.
+    """
     observed = _get(old_body, "status", field)
-    return bool(observed) and (old or observed) == (new or observed)
+    if field == "tags" or not observed:
+        return False
+    return bool((old or observed) == (new or observed))
 
 
 def _show(value: Any) -> str:

@@ -610,3 +610,14 @@ def test_updates_of_objects_being_deleted_always_pass(
     old = body(old_spec, key_id=status_key)
     new = body(new_spec, key_id=status_key, deletionTimestamp="2026-01-01T00:00:00Z")
     assert validate_update(old, new) == validation.ALLOWED
+
+
+def test_declaring_a_force_new_field_with_the_value_the_key_has_is_allowed() -> None:
+    """An adopted key's spec may write down keySpec once status shows it; another value is refused."""
+    old = {"metadata": {}, "spec": {"keyId": "k1"}, "status": {"keyId": "k1", "keySpec": "RSA_2048"}}
+    same = {"metadata": {}, "spec": {"keyId": "k1", "keySpec": "RSA_2048"}}
+    other = {"metadata": {}, "spec": {"keyId": "k1", "keySpec": "Aliyun_AES_256"}}
+    assert validation.validate_update(old, same).allowed
+    refused = validation.validate_update(old, other)
+    assert not refused.allowed
+    assert "spec.keySpec" in refused.summary()
