@@ -14,6 +14,8 @@ from kmskey_operator.tools import importer, plan
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
     import kopf
 
     from kmskey_operator import handlers, logs
@@ -29,12 +31,13 @@ def _run(args: argparse.Namespace) -> int:
     if webhook_enabled:
         import kmskey_operator.webhook  # noqa: F401  (registers the validating admission handler)
 
-    from kmskey_operator import health, metrics
+    from kmskey_operator import health, memory, metrics
 
     gateway = KmsGateway(settings, observer=metrics.observe_kms_call)
     runtime = handlers.Runtime(settings=settings, reconciler=Reconciler(gateway, settings))
     readiness = health.Readiness(webhook_enabled=webhook_enabled)
     metrics.track_peering(peering=settings.peering_name is not None)
+    background: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -46,9 +49,13 @@ def _run(args: argparse.Namespace) -> int:
             webhook.configure_admission(settings, webhook.WebhookSettings.from_env())
             settings.admission.server = readiness.track_webhook(settings.admission.server)
         metrics.start_server(runtime.settings.metrics_port, runtime.settings.metrics_host)
+        # After a wave of reconciles, hand the memory they freed back to the OS (see memory.py).
+        background.append(asyncio.create_task(memory.release_after_waves(lambda: gateway.queued_calls)))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_readiness(**_: Any) -> None:
+        for task in background:
+            task.cancel()
         await readiness.stop()
 
     liveness = f"http://{settings.health_host}:{settings.health_port}/healthz"

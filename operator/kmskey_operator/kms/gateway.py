@@ -70,6 +70,11 @@ class KmsGateway:
         self._credential = credential
         self._clients: dict[str, SdkClient] = {}
 
+    @property
+    def queued_calls(self) -> int:
+        """KMS calls waiting on the client-side rate limiter now."""
+        return self._limiter.waiting
+
     def _client(self, region_id: str) -> SdkClient:
         client = self._clients.get(region_id)
         if client is None:

@@ -38,6 +38,7 @@ class TokenBucket:
         self._tokens = self.burst
         self._stamp = clock()
         self._lock = asyncio.Lock()
+        self.waiting = 0  # calls inside acquire() now: the queue a burst of reconciles builds
 
     def _refill(self) -> None:
         now = self._clock()
@@ -49,14 +50,18 @@ class TokenBucket:
         if self.rate <= 0:
             return 0.0
         waited = 0.0
-        async with self._lock:  # FIFO: waiters are served in arrival order
-            self._refill()
-            while self._tokens < 1.0:
-                delay = (1.0 - self._tokens) / self.rate
-                await asyncio.sleep(delay)
-                waited += delay
+        self.waiting += 1
+        try:
+            async with self._lock:  # FIFO: waiters are served in arrival order
                 self._refill()
-            self._tokens -= 1.0
+                while self._tokens < 1.0:
+                    delay = (1.0 - self._tokens) / self.rate
+                    await asyncio.sleep(delay)
+                    waited += delay
+                    self._refill()
+                self._tokens -= 1.0
+        finally:
+            self.waiting -= 1
         return waited
 
 
@@ -66,6 +71,11 @@ class RateLimiter:
     def __init__(self, create_qps: float, read_qps: float, write_qps: float) -> None:
         self._rates = {CallClass.CREATE: create_qps, CallClass.READ: read_qps, CallClass.WRITE: write_qps}
         self._buckets: dict[tuple[str, CallClass], TokenBucket] = {}
+
+    @property
+    def waiting(self) -> int:
+        """KMS calls queued on any bucket now (0 when the operator keeps up with its work)."""
+        return sum(bucket.waiting for bucket in self._buckets.values())
 
     async def acquire(self, region: str, action: str) -> float:
         kind = call_class(action)
