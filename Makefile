@@ -82,6 +82,11 @@ demo: setup ## the whole product on this machine: control plane, KMS emulator, o
 	@KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh 2>/dev/null | sed -n 's/^KUBE_BIN=//p') \
 	  $(BIN)/python -m tests.harness.demo
 
+.PHONY: bench
+bench: setup ## speed, KMS calls per key and memory at 1,000 keys (real API server, KMS emulator, quotas on)
+	KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh | sed -n 's/^KUBE_BIN=//p') \
+	  $(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
 # -- container image, Dockerfile lint, kind end-to-end ------------------------------------------------------
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= kmskey-operator:$(VERSION)

@@ -1,0 +1,171 @@
+"""The benchmark's results: the machine they were measured on, the targets, a table, JSON and markdown."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (`fraction` in 0..1) of a non-empty sequence."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def machine() -> dict[str, Any]:
+    """Cores, memory, CPU model, kernel and Python: what the numbers depend on."""
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory_kb = int(line.split()[1])
+    return {
+        "cpu_model": model or platform.processor() or "unknown",
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(memory_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def git_revision() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        )
+        return result.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    limit: float
+    higher_is_better: bool = False
+
+    def met(self, value: float) -> bool:
+        return value >= self.limit if self.higher_is_better else value <= self.limit
+
+
+def targets(quota_floor_seconds: float) -> list[Target]:
+    """Issue 9's targets, as limits on result keys."""
+    return [
+        Target("burst_1000_seconds", "1,000 keys Ready ≤ 1.2 × quota floor", 1.2 * quota_floor_seconds),
+        Target("kms_reads_per_key_noop_resync", "no-op resync ≤ 3 reads per key", 3),
+        Target("kms_writes_per_key_noop_resync", "no-op resync 0 writes per key", 0),
+        Target("operator_rss_mb_1000_keys", "operator RSS ≤ 150 MB at 1,000 keys", 150),
+        Target("admission_p99_ms", "admission p99 ≤ 50 ms", 50),
+        Target("ready_latency_p50_ms", "apply → Ready p50 ≤ 1 s (quotas off)", 1000),
+    ]
+
+
+# (result key, row label, unit, format) in the order the table shows them
+ROWS: tuple[tuple[str, str, str, str], ...] = (
+    ("burst_100_seconds", "Burst 100 KmsKeys → all Ready", "s", "{:.1f}"),
+    ("quota_floor_100_seconds", "  quota floor (100 ÷ CreateKey QPS)", "s", "{:.1f}"),
+    ("burst_1000_seconds", "Burst 1,000 KmsKeys → all Ready", "s", "{:.1f}"),
+    ("quota_floor_1000_seconds", "  quota floor (1,000 ÷ CreateKey QPS)", "s", "{:.1f}"),
+    ("burst_1000_vs_floor", "  ratio to the floor", "×", "{:.3f}"),
+    ("burst_1000_apply_seconds", "  time to apply the 1,000 manifests", "s", "{:.1f}"),
+    ("burst_1000_all_status_seconds", "  time until every key had a status", "s", "{:.1f}"),
+    ("burst_1000_ready_p50_seconds", "  apply → Ready, median key", "s", "{:.1f}"),
+    ("burst_1000_throttled_calls", "  KMS calls throttled (Throttling / Rejected.Throttling)", "", "{:.0f}"),
+    ("ready_latency_p50_ms", "Apply → Ready, one key at a time, p50 (quotas off)", "ms", "{:.0f}"),
+    ("ready_latency_p99_ms", "Apply → Ready, one key at a time, p99 (quotas off)", "ms", "{:.0f}"),
+    ("kms_calls_per_key_create", "KMS calls per key: create", "", "{:.2f}"),
+    ("kms_reads_per_key_noop_resync", "KMS reads per key: no-op resync", "", "{:.2f}"),
+    ("kms_writes_per_key_noop_resync", "KMS writes per key: no-op resync", "", "{:.2f}"),
+    ("kms_calls_per_key_update", "KMS calls per key: one-field update (description)", "", "{:.2f}"),
+    ("update_latency_p50_ms", "Spec edit → Ready, p50 (all 50 edited at once; quotas off)", "ms", "{:.0f}"),
+    ("operator_rss_mb_start", "Operator RSS at start (no keys)", "MiB", "{:.0f}"),
+    ("operator_rss_mb_after_burst", "Operator RSS when the 1,000 burst is Ready", "MiB", "{:.0f}"),
+    ("operator_rss_mb_1000_keys", "Operator RSS, 1,150 keys, idle (end of the idle window)", "MiB", "{:.0f}"),
+    ("operator_rss_mb_peak", "Operator RSS, peak during the run", "MiB", "{:.0f}"),
+    ("operator_cpu_percent_idle", "Operator CPU, 1,150 keys, idle", "% core", "{:.1f}"),
+    ("operator_cpu_percent_resync", "Operator CPU during a resync wave", "% core", "{:.1f}"),
+    ("operator_cpu_percent_burst", "Operator CPU during the 1,000 burst", "% core", "{:.1f}"),
+    ("admission_p50_ms", "Admission (dry-run create via webhook), p50", "ms", "{:.1f}"),
+    ("admission_p99_ms", "Admission (dry-run create via webhook), p99", "ms", "{:.1f}"),
+    ("admission_baseline_p50_ms", "  baseline: dry-run ConfigMap (no webhook), p50", "ms", "{:.1f}"),
+    ("emulator_calls_per_second", "Emulator throughput (DescribeKey, own process)", "calls/s", "{:.0f}"),
+)
+
+
+def _row_value(results: dict[str, Any], key: str, unit: str, fmt: str) -> str:
+    value = results.get(key)
+    if value is None:
+        return "n/a"
+    text = fmt.format(value)
+    return f"{text} {unit}".strip() if unit else text
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as a markdown table, then the targets with met/missed."""
+    lines = ["| Measurement | Result |", "| --- | ---: |"]
+    for key, label, unit, fmt in ROWS:
+        if key in results:
+            lines.append(f"| {label} | {_row_value(results, key, unit, fmt)} |")
+    lines += ["", "| Target | Measured | Met |", "| --- | ---: | :---: |"]
+    for target in targets(float(results.get("quota_floor_1000_seconds") or 100.0)):
+        value = results.get(target.key)
+        if value is None:
+            lines.append(f"| {target.label} | n/a | – |")
+            continue
+        lines.append(f"| {target.label} | {value:.4g} | {'yes' if target.met(float(value)) else 'NO'} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    load = results.get("load_average_at_start") or []
+    header = [
+        "# `make bench` results",
+        "",
+        f"Measured {results['finished_at']} at commit `{results['revision']}` in "
+        f"{results['bench_wall_seconds']:.0f} s.",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB memory, Linux {m['kernel']}, "
+        f"Python {m['python']}. Load average when the run started: "
+        + (" / ".join(f"{x:.2f}" for x in load) if load else "n/a")
+        + " (1 / 5 / 15 min).",
+        "",
+        "kube-apiserver + etcd (local, real), the KMS emulator as its own process with the default KMS "
+        "quotas ON (CreateKey 10/s, reads 20/s, writes 10/s) except where a row says quotas off, and the "
+        "operator as a subprocess with its default settings (client-side limits equal to the quotas), its "
+        "admission webhook registered (failurePolicy Fail). All on the one machine described above.",
+        "",
+        table(results),
+        "",
+    ]
+    notes = results.get("notes") or []
+    if notes:
+        header += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(header)
+
+
+def write(results: dict[str, Any], directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = directory / "latest.json", directory / "latest.md"
+    json_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    md_path.write_text(markdown(results))
+    return json_path, md_path
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
