@@ -33,6 +33,8 @@ class Settings:
     """KMSKEY_KMS_CONNECT_TIMEOUT_MS: milliseconds to open a connection to KMS."""
     kms_read_timeout_ms: int = 10000
     """KMSKEY_KMS_READ_TIMEOUT_MS: milliseconds to wait for a KMS answer."""
+    kms_call_retries: int = 2
+    """KMSKEY_KMS_CALL_RETRIES: quick repeats of a KMS call after a transient failure (0 = none)."""
     create_qps: float = 10.0
     """KMSKEY_CREATE_QPS: CreateKey calls per second per region across all resources (KMS quota: 10)."""
     read_qps: float = 20.0
@@ -124,6 +126,7 @@ ENV_VARS: dict[str, str] = {
     "kms_protocol": "KMS_PROTOCOL",
     "kms_connect_timeout_ms": "KMSKEY_KMS_CONNECT_TIMEOUT_MS",
     "kms_read_timeout_ms": "KMSKEY_KMS_READ_TIMEOUT_MS",
+    "kms_call_retries": "KMSKEY_KMS_CALL_RETRIES",
     "create_qps": "KMSKEY_CREATE_QPS",
     "read_qps": "KMSKEY_READ_QPS",
     "write_qps": "KMSKEY_WRITE_QPS",

@@ -8,9 +8,11 @@ observer (metrics and logs), so every KMS call the operator makes is counted in 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +25,7 @@ from alibabacloud_kms20160120.client import Client as SdkClient
 from alibabacloud_tea_openapi.utils_models import Config
 from darabonba.exceptions import ResponseException
 
-from kmskey_operator.kms.errors import KmsError
+from kmskey_operator.kms.errors import ErrorKind, KmsError
 from kmskey_operator.kms.ratelimit import RateLimiter
 from kmskey_operator.kms.types import KeyMetadata, KmsCall
 from kmskey_operator.settings import Settings
@@ -94,7 +96,25 @@ class KmsGateway:
         return client
 
     async def call(self, region_id: str, call: KmsCall) -> dict[str, Any]:
-        """Run one KMS action; returns the response body as wire-named dict, or raises KmsError."""
+        """Run one KMS action; returns the response body as wire-named dict, or raises KmsError.
+
+        A transient failure (throttling, 5xx, network) is retried here a few times with a short pause
+        (at least KMS's retry-after), so one lost call does not cost a whole reconcile and its backoff.
+        CreateKey is repeated only after throttling, which KMS refuses before doing anything: after a
+        5xx or a lost answer the key may exist, and only the ownership-tag lookup may decide that.
+        """
+        retries = self._settings.kms_call_retries
+        for attempt in range(retries + 1):
+            try:
+                return await self._call_once(region_id, call)
+            except KmsError as error:
+                pause = _retry_pause(attempt, error.retry_after_seconds)
+                if attempt == retries or pause is None or not _safe_to_repeat(call.action, error):
+                    raise
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _call_once(self, region_id: str, call: KmsCall) -> dict[str, Any]:
         waited = await self._limiter.acquire(region_id, call.action)
         started = time.monotonic()
         result = "Success"
@@ -170,6 +190,21 @@ class KmsGateway:
     async def create_key(self, region_id: str, params: Mapping[str, Any]) -> KeyMetadata:
         body = await self.call(region_id, KmsCall("CreateKey", params))
         return KeyMetadata.from_wire(body.get("KeyMetadata") or {})
+
+
+IN_CALL_PAUSE_CAP_SECONDS = 5.0
+
+
+def _safe_to_repeat(action: str, error: KmsError) -> bool:
+    if error.kind is not ErrorKind.RETRY:
+        return False
+    return action != "CreateKey" or error.is_throttling
+
+
+def _retry_pause(attempt: int, retry_after: float | None) -> float | None:
+    """Seconds to wait before repeating a call, or None when KMS asks for longer than we wait in-call."""
+    pause = max(retry_after or 0.0, 0.2 * (2**attempt) * random.uniform(0.5, 1.0))
+    return pause if pause <= IN_CALL_PAUSE_CAP_SECONDS else None
 
 
 def _to_kms_error(action: str, exc: Exception) -> KmsError:
