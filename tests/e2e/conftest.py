@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as KmsClient
 from alibabacloud_tea_openapi.utils_models import Config
 
 from kms_emulator.testing import EmulatorHandle, run_emulator
+from kmskey_operator import names
 from tests.conftest import Kubectl
 from tests.harness.operator import OperatorProcess
 
@@ -116,3 +118,18 @@ def wait_ready(kubectl: Kubectl, namespace: str, name: str, timeout: float = 30.
         timeout,
         "Ready=True and Synced=True",
     )
+
+
+OWNER_TAG = names.OWNER_TAG_KEY
+READ_PREFIXES = ("Describe", "List", "Get")
+
+
+def describe(kms: KmsClient, key_id: str) -> kms_models.DescribeKeyResponseBodyKeyMetadata:
+    """The key as KMS reports it, through the official SDK."""
+    return kms.describe_key(kms_models.DescribeKeyRequest(key_id=key_id)).body.key_metadata
+
+
+def create_key(kms: KmsClient, **kwargs: object) -> str:
+    """A key made outside the operator, as a user with the SDK would."""
+    body = kms.create_key(kms_models.CreateKeyRequest(**kwargs)).body  # type: ignore[arg-type]
+    return str(body.key_metadata.key_id)

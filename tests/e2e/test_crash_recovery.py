@@ -8,20 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as KmsClient
 
 from kms_emulator.testing import EmulatorHandle
 from tests.conftest import Kubectl
-from tests.e2e.conftest import apply, get, wait_ready
+from tests.e2e.conftest import OWNER_TAG, apply, create_key, get, wait_ready
 from tests.harness.operator import OperatorProcess
-
-OWNER_TAG = "kms.alicloud.dev/owner-uid"
-
-
-def create_key(kms: KmsClient, **kwargs: object) -> str:
-    body = kms.create_key(kms_models.CreateKeyRequest(**kwargs)).body  # type: ignore[arg-type]
-    return str(body.key_metadata.key_id)
 
 
 def test_a_create_whose_status_write_was_lost_is_found_by_its_ownership_tag(

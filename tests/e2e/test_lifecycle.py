@@ -9,7 +9,7 @@ from alibabacloud_kms20160120.client import Client as KmsClient
 
 from kms_emulator.testing import EmulatorHandle
 from tests.conftest import Kubectl
-from tests.e2e.conftest import apply, condition, get, wait_for, wait_ready
+from tests.e2e.conftest import apply, condition, describe, get, wait_for, wait_ready
 from tests.harness.operator import OperatorProcess
 
 SEED_POLICY = json.dumps(
@@ -26,10 +26,6 @@ SEED_POLICY = json.dumps(
         ],
     }
 )
-
-
-def describe(kms: KmsClient, key_id: str) -> kms_models.DescribeKeyResponseBodyKeyMetadata:
-    return kms.describe_key(kms_models.DescribeKeyRequest(key_id=key_id)).body.key_metadata
 
 
 def test_seed_example_becomes_ready_with_the_state_the_seed_describes(

@@ -10,27 +10,23 @@ from alibabacloud_kms20160120.client import Client as KmsClient
 
 from kms_emulator.testing import EmulatorHandle
 from tests.conftest import Kubectl
-from tests.e2e.conftest import apply, condition, wait_for, wait_ready
+from tests.e2e.conftest import (
+    READ_PREFIXES,
+    apply,
+    condition,
+    create_key,
+    describe,
+    wait_for,
+    wait_ready,
+)
 from tests.harness.operator import OperatorProcess
-
-OWNER_TAG = "kms.alicloud.dev/owner-uid"
-READS = ("Describe", "List", "Get")
-
-
-def describe(kms: KmsClient, key_id: str) -> kms_models.DescribeKeyResponseBodyKeyMetadata:
-    return kms.describe_key(kms_models.DescribeKeyRequest(key_id=key_id)).body.key_metadata
-
-
-def create_key(kms: KmsClient, **kwargs: object) -> str:
-    body = kms.create_key(kms_models.CreateKeyRequest(**kwargs)).body  # type: ignore[arg-type]
-    return str(body.key_metadata.key_id)
 
 
 def writes_for(emulator: EmulatorHandle, key_id: str) -> list[str]:
     return [
         c.action
         for c in emulator.calls()
-        if not c.action.startswith(READS) and key_id in json.dumps(c.params)
+        if not c.action.startswith(READ_PREFIXES) and key_id in json.dumps(c.params)
     ]
 
 
