@@ -218,10 +218,19 @@ def _spec_and_usage(spec: model.KmsKeySpec, errors: list[Problem], warnings: lis
             )
         )
     if spec.key_spec in _INSTANCE_ONLY_SPECS and not spec.dkms_instance_id:
-        warnings.append(
-            f"spec.keySpec: {spec.key_spec} is only available in a KMS instance; without "
-            "spec.dkmsInstanceId KMS will likely refuse to create the key"
-        )
+        if spec.adopts_existing_key:  # nothing is created; the key's own instance decides
+            warnings.append(
+                f"spec.keySpec: {spec.key_spec} is only available in a KMS instance; without "
+                "spec.dkmsInstanceId KMS will likely refuse to create the key"
+            )
+        else:  # KMS refuses CreateKey with InvalidParameter: never send it
+            errors.append(
+                Problem(
+                    "spec.keySpec",
+                    f"{spec.key_spec} is only available in a KMS instance: set spec.dkmsInstanceId to the "
+                    "instance (kst-...), or use Aliyun_AES_256",
+                )
+            )
     if spec.protection_level is not None and spec.dkms_instance_id:
         warnings.append(
             "spec.protectionLevel: KMS ignores it for keys in a KMS instance (spec.dkmsInstanceId is set); "

@@ -177,10 +177,11 @@ def test_usage_without_key_spec_is_judged_against_the_default_spec() -> None:
 
 
 @pytest.mark.parametrize("key_spec", ["Aliyun_AES_128", "Aliyun_AES_192"])
-def test_instance_only_specs_warn_without_a_kms_instance(key_spec: str) -> None:
-    verdict = validate_spec({"keySpec": key_spec})
-    assert verdict.allowed
-    assert any("spec.dkmsInstanceId" in w for w in verdict.warnings)
+def test_instance_only_specs_are_refused_without_a_kms_instance_and_warn_when_adopting(key_spec: str) -> None:
+    assert "spec.dkmsInstanceId" in only_error({"keySpec": key_spec}, "spec.keySpec")
+    adopting = validate_spec({"keySpec": key_spec, "keyId": "key-1"})
+    assert adopting.allowed
+    assert any("spec.dkmsInstanceId" in w for w in adopting.warnings)
     assert validate_spec({"keySpec": key_spec, "dkmsInstanceId": "kst-1"}).warnings == ()
 
 
