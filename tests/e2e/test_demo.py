@@ -20,17 +20,7 @@ def demo_operator(
     kubeconfig: Path, crd_installed: list[str], tmp_path: Path, kubectl: Kubectl
 ) -> Iterator[tuple[OperatorProcess, demo.KmsClient]]:
     with run_emulator(quotas=True, instance_ids=(demo.DEMO_INSTANCE_ID,)) as emu:
-        process = OperatorProcess(
-            kubeconfig=kubeconfig,
-            kms_endpoint=emu.endpoint,
-            access_key_id=emu.access_key_id,
-            access_key_secret=emu.access_key_secret,
-            log_dir=tmp_path,
-            extra_env={
-                "KMSKEY_WEBHOOK_MANAGED": "kmskey-operator-demo",
-                "KMSKEY_WEBHOOK_REMOVE_ON_EXIT": "true",
-            },
-        ).start()
+        process = demo.start_operator(kubeconfig, emu, tmp_path)
         try:
             demo._wait_for_webhook(kubectl)
             yield (

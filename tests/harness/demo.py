@@ -26,6 +26,9 @@ from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as KmsClient
 from alibabacloud_tea_openapi.utils_models import Config
 
+from kms_emulator.testing import EmulatorHandle
+from tests.harness.operator import OperatorProcess
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED_EXAMPLE = REPO_ROOT / "examples" / "seed.yaml"
 DEMO_INSTANCE_ID = "kst-hzz62ee5fe3b7ifgq5hmg"
@@ -166,7 +169,6 @@ def main() -> int:
     """Start everything, tell the story, stop everything."""
     from kms_emulator.testing import run_emulator
     from tests.harness.controlplane import ControlPlane, ControlPlaneError, run_kubectl
-    from tests.harness.operator import OperatorProcess
 
     kube_bin = os.environ.get("KUBE_BIN", "")
     out = sys.stdout
@@ -188,17 +190,7 @@ def main() -> int:
 
             kubectl("apply", "-f", str(REPO_ROOT / "crds"))
             kubectl("wait", "--for=condition=Established", "crd/kmskeys.kms.alicloud.dev", "--timeout=60s")
-            operator = OperatorProcess(
-                kubeconfig=plane.kubeconfig,
-                kms_endpoint=emu.endpoint,
-                access_key_id=emu.access_key_id,
-                access_key_secret=emu.access_key_secret,
-                log_dir=workdir,
-                extra_env={
-                    "KMSKEY_WEBHOOK_MANAGED": "kmskey-operator-demo",
-                    "KMSKEY_WEBHOOK_REMOVE_ON_EXIT": "true",
-                },
-            ).start()
+            operator = start_operator(plane.kubeconfig, emu, workdir)
             try:
                 out.write(
                     f"    kube-apiserver {plane.server}, KMS emulator http://{emu.endpoint}, operator log "
@@ -219,6 +211,18 @@ def main() -> int:
         return 1
     out.write("\n==> done: everything the demo started has been stopped. `make test` runs this story too.\n")
     return 0
+
+
+def start_operator(kubeconfig: Path, emu: EmulatorHandle, log_dir: Path) -> OperatorProcess:
+    """The operator as the demo runs it: against the emulator, writing its own webhook configuration."""
+    return OperatorProcess(
+        kubeconfig=kubeconfig,
+        kms_endpoint=emu.endpoint,
+        access_key_id=emu.access_key_id,
+        access_key_secret=emu.access_key_secret,
+        log_dir=log_dir,
+        extra_env={"KMSKEY_WEBHOOK_MANAGED": "kmskey-operator-demo", "KMSKEY_WEBHOOK_REMOVE_ON_EXIT": "true"},
+    ).start()
 
 
 def _wait_for_webhook(kubectl: Kubectl) -> None:
