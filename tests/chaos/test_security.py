@@ -245,12 +245,10 @@ def helm() -> str | None:
     return str(beside) if beside.exists() else shutil.which("helm")
 
 
-@pytest.mark.skipif(
-    not (CHART / "Chart.yaml").exists(), reason=f"no Helm chart at {CHART} (issue: packaging)"
-)
-@pytest.mark.skipif(helm() is None, reason="helm is not installed: run `make tools`")
 @pytest.mark.parametrize("variant", sorted(RENDERS))
 def test_the_charts_rbac_has_no_wildcard_and_grants_nothing_the_operator_does_not_use(variant: str) -> None:
+    if helm() is None:
+        pytest.fail("helm is not installed: run `make tools`")
     import yaml
 
     rendered = subprocess.run(
