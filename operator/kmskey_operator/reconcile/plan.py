@@ -7,6 +7,7 @@ wants disabled gets its rotation settings before it stops accepting them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -61,8 +62,6 @@ def observed_after_create(spec: KmsKeySpec, created: KeyMetadata, owner_uid: str
     CreateKey's metadata lacks DeletionProtection (a new key has it off), and the policy and tags are
     exactly what was sent, so the follow-up diff needs no extra reads.
     """
-    import dataclasses
-
     metadata = dataclasses.replace(created, deletion_protection=created.deletion_protection or "Disabled")
     tags = {**(spec.tags or {}), names.OWNER_TAG_KEY: owner_uid}
     return ObservedKey(metadata=metadata, tags=tags, policy=spec.policy)
