@@ -19,6 +19,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CERT_FILE = "tls.crt"
@@ -40,30 +41,25 @@ class ServingCertificate:
     ca_pem: bytes
 
 
-def generate_self_signed(
-    directory: Path | str,
+def self_signed_ca(
+    key: CertificateIssuerPrivateKeyTypes,
+    common_name: str,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
     *,
-    ip_addresses: Iterable[str] = ("127.0.0.1",),
-    dns_names: Iterable[str] = ("localhost",),
-    valid_days: int = 365,
-) -> ServingCertificate:
-    """Write a new CA (`ca.crt`) and a serving certificate it signed (`tls.crt`, `tls.key`) to `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=valid_days)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kmskey-operator webhook CA")])
-    ca_cert = (
+    path_length: int | None = 0,
+) -> x509.Certificate:
+    """A CA certificate for `key`, signing itself: may sign certificates (and CRLs), nothing else."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
         x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -78,9 +74,27 @@ def generate_self_signed(
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
     )
+
+
+def generate_self_signed(
+    directory: Path | str,
+    *,
+    ip_addresses: Iterable[str] = ("127.0.0.1",),
+    dns_names: Iterable[str] = ("localhost",),
+    valid_days: int = 365,
+) -> ServingCertificate:
+    """Write a new CA (`ca.crt`) and a serving certificate it signed (`tls.crt`, `tls.key`) to `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=valid_days)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = self_signed_ca(ca_key, "kmskey-operator webhook CA", not_before, not_after)
+    ca_name = ca_cert.subject
 
     ips = [ipaddress.ip_address(ip) for ip in ip_addresses]
     dns = list(dns_names)
