@@ -1,7 +1,12 @@
 """`kms-emulator` / `python -m kms_emulator`: run the emulator as its own process.
 
-When it listens it prints exactly one line to stdout, `kms-emulator listening on http://HOST:PORT`, so that a
-parent process can read the port chosen for `--port 0`. It stops cleanly on SIGINT or SIGTERM.
+When it listens it prints exactly one line to stdout, so that a parent process can read the port chosen for
+`--port 0` (and, with `--tls`, the CA certificate to trust):
+
+    kms-emulator listening on http://HOST:PORT
+    kms-emulator listening on https://HOST:PORT (CA certificate: DIR/ca.crt)
+
+It stops cleanly on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,12 +15,12 @@ import argparse
 import asyncio
 import json
 import logging
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-
-from aiohttp import web
 
 from .backend import DEFAULT_MAX_KEYS
 from .credentials import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
@@ -37,6 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to bind (default 127.0.0.1; the admin API is unauthenticated)",
     )
     add("--port", type=int, default=0, help="port to bind; 0 picks a free one (default 0)")
+    add("--tls", action="store_true", help="serve HTTPS (as KMS does) with a CA of the emulator's own")
+    add(
+        "--tls-dir",
+        type=Path,
+        help="keep the CA (ca.crt, the file clients trust) and the serving certificate here; an existing "
+        "CA is reused (implies --tls; default with --tls: a temporary directory removed on exit)",
+    )
+    add(
+        "--tls-name",
+        action="append",
+        default=[],
+        help="one more DNS name or IP address for the serving certificate (repeatable); 127.0.0.1, ::1, "
+        "localhost and --host are always named",
+    )
     add(
         "--access-key-id",
         action="append",
@@ -152,14 +171,22 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         ),
         faults=tuple(faults),
         seed=args.seed,
+        tls_dir=str(args.tls_dir) if args.tls_dir else None,
+        tls_names=tuple(args.tls_name),
     )
 
 
+def ready_line(emulator: Emulator, port: int) -> str:
+    line = f"kms-emulator listening on {emulator.protocol}://{emulator.config.host}:{port}"
+    return f"{line} (CA certificate: {emulator.tls.ca_file})" if emulator.tls else line
+
+
 async def serve(config: EmulatorConfig) -> None:
-    runner = Emulator(config).make_runner()
+    emulator = Emulator(config)
+    runner = emulator.make_runner()
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port).start()
-    print(f"kms-emulator listening on http://{config.host}:{bound_port(runner)}", flush=True)
+    await emulator.make_site(runner).start()
+    print(ready_line(emulator, bound_port(runner)), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -173,7 +200,14 @@ async def serve(config: EmulatorConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    asyncio.run(serve(config_from_args(args)))
+    temporary = None
+    if args.tls and args.tls_dir is None:
+        temporary = args.tls_dir = Path(tempfile.mkdtemp(prefix="kms-emulator-tls-"))
+    try:
+        asyncio.run(serve(config_from_args(args)))
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 if __name__ == "__main__":

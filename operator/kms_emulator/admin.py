@@ -14,6 +14,8 @@ which is why the emulator binds 127.0.0.1 by default.
     POST /_emulator/quotas          {"enabled", "create_qps", "read_qps", "write_qps", "style"} (all optional)
     POST /_emulator/sts             {"duration_seconds": N} -> {"access_key_id", "access_key_secret",
                                     "security_token", "expires_at"}
+    GET  /_emulator/tls             {"protocol", "handshakes", "handshake_delay_ms", "ca_file"}
+    POST /_emulator/tls             {"handshake_delay_ms": N}: hold every TLS handshake N ms (0: none)
 """
 
 from __future__ import annotations
@@ -110,6 +112,24 @@ def admin_routes(emulator: Emulator) -> list[web.RouteDef]:
         credential = emulator.credentials.issue_sts(float(document.get("duration_seconds", 3600)))
         return _ok(dataclasses.asdict(credential))
 
+    async def get_tls(_: web.Request) -> web.Response:
+        return _ok(
+            {
+                "protocol": emulator.protocol,
+                "handshakes": emulator.handshakes.count,
+                "handshake_delay_ms": emulator.handshakes.delay_ms,
+                "ca_file": str(emulator.tls.ca_file) if emulator.tls else None,
+            }
+        )
+
+    async def post_tls(request: web.Request) -> web.Response:
+        document = await _body(request)
+        try:
+            emulator.handshakes.set_delay_ms(int(document.get("handshake_delay_ms", 0)))
+        except (TypeError, ValueError) as error:
+            raise _bad(str(error)) from None
+        return _ok({"handshake_delay_ms": emulator.handshakes.delay_ms})
+
     return [
         web.get(f"{PREFIX}/health", health),
         web.get(f"{PREFIX}/calls", calls),
@@ -121,6 +141,8 @@ def admin_routes(emulator: Emulator) -> list[web.RouteDef]:
         web.get(f"{PREFIX}/keys", keys),
         web.post(f"{PREFIX}/quotas", quotas),
         web.post(f"{PREFIX}/sts", sts),
+        web.get(f"{PREFIX}/tls", get_tls),
+        web.post(f"{PREFIX}/tls", post_tls),
     ]
 
 

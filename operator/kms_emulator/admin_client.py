@@ -7,6 +7,7 @@ It has the same methods as testing.EmulatorHandle, so a demo, `make dev-up` or a
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -22,9 +23,15 @@ class AdminError(RuntimeError):
 
 
 class AdminClient:
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, *, ca_file: str | None = None) -> None:
+        """`url` is http(s)://HOST:PORT; an https emulator is verified with `ca_file` (its `ca.crt`)."""
         self.url = url.rstrip("/")
         self.timeout = timeout
+        context = ssl.create_default_context(cafile=ca_file) if self.url.startswith("https:") else None
+        # An emulator on 127.0.0.1 must not be reached through an HTTP(S)_PROXY from the environment.
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
 
     def health(self) -> bool:
         try:
@@ -116,6 +123,13 @@ class AdminClient:
             expires_at=data["expires_at"],
         )
 
+    def tls_handshakes(self) -> int:
+        """TLS handshakes the emulator has seen so far: one per connection a client opened."""
+        return int(self._request("GET", "/tls")["handshakes"])
+
+    def set_tls_handshake_delay(self, milliseconds: int) -> None:
+        self._request("POST", "/tls", {"handshake_delay_ms": milliseconds})
+
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
@@ -124,10 +138,8 @@ class AdminClient:
             method=method,
             headers={"Content-Type": "application/json"} if data is not None else {},
         )
-        # An emulator on 127.0.0.1 must not be reached through an HTTP(S)_PROXY from the environment.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with opener.open(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=self.timeout) as response:
                 result: dict[str, Any] = json.loads(response.read() or b"{}")
                 return result
         except urllib.error.HTTPError as error:

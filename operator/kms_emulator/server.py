@@ -1,7 +1,7 @@
 """The emulator assembled: configuration, the parts that hold state, and the aiohttp application.
 
-`Emulator` owns one of each part (backend, credentials, verifier, quotas, faults, call log, clock) so that the
-wire layer, the admin endpoints and the in-process test handle all act on the same objects.
+`Emulator` owns one of each part (backend, credentials, verifier, quotas, faults, call log, clock, TLS) so
+that the wire layer, the admin endpoints and the in-process test handle all act on the same objects.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .persistence import StateFile
 from .quota import Quotas, QuotaSettings
 from .rules import RotationBounds
 from .signing import DATE_WINDOW_SECONDS, Verifier
+from .tls import Handshakes, TlsFiles, prepare, server_context
 
 DEFAULT_REGION = "cn-hangzhou"
 # Emulator choice: a made-up 16-digit account ID (real ones have 16 digits), used in ARNs and as Creator.
@@ -43,6 +44,8 @@ class EmulatorConfig:
     rotation_bounds: RotationBounds = field(default_factory=RotationBounds)
     date_window_seconds: float = DATE_WINDOW_SECONDS
     seed: int | None = None  # makes key IDs and fault dice reproducible
+    tls_dir: str | None = None  # serve HTTPS with the CA kept in this directory; None: plain HTTP
+    tls_names: Sequence[str] = ()  # more names (DNS or IP) for the serving certificate
 
 
 class Emulator:
@@ -69,6 +72,14 @@ class Emulator:
         )
         if self.state_file is not None:
             self.backend.restore(self.state_file.load())
+        self.handshakes = Handshakes()
+        self.tls: TlsFiles | None = (
+            prepare(config.tls_dir, config.host, config.tls_names) if config.tls_dir else None
+        )
+
+    @property
+    def protocol(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def host_id(self) -> str:
@@ -86,6 +97,11 @@ class Emulator:
         app.add_routes(admin_routes(self))
         app.router.add_route("*", "/{tail:.*}", KmsApi(self).handle)
         return app
+
+    def make_site(self, runner: web.AppRunner) -> web.TCPSite:
+        """Where the runner listens: config.host:port, over TLS when the emulator has a TLS directory."""
+        context = server_context(self.tls, self.handshakes) if self.tls else None
+        return web.TCPSite(runner, self.config.host, self.config.port, ssl_context=context)
 
     def make_runner(self) -> web.AppRunner:
         # access_log=None: per-request logging would cost more than serving a DescribeKey.

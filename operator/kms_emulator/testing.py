@@ -2,15 +2,19 @@
 
 The server runs on its own event loop in a background thread, so synchronous SDK calls from the test thread
 work, and so do async ones from any other loop. The handle reaches the emulator's parts directly (no HTTP),
-with the same methods as admin_client.AdminClient has over HTTP.
+with the same methods as admin_client.AdminClient has over HTTP. `run_emulator(tls=True)` serves HTTPS with
+the emulator's own CA; `handle.ca_file` is the certificate a client must trust.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from aiohttp import web
 
@@ -31,7 +35,10 @@ class EmulatorHandle:
         self.emulator = emulator
         self.port = port
         self.endpoint = f"{emulator.config.host}:{port}"
-        self.url = f"http://{self.endpoint}"
+        self.protocol = emulator.protocol  # "https" or "http"
+        self.url = f"{self.protocol}://{self.endpoint}"
+        # The CA certificate that verifies the emulator's serving certificate (None over plain HTTP).
+        self.ca_file: Path | None = emulator.tls.ca_file if emulator.tls else None
         first = emulator.credentials.static()[0]
         self.access_key_id = first.access_key_id
         self.access_key_secret = first.access_key_secret
@@ -106,6 +113,14 @@ class EmulatorHandle:
     def issue_sts_token(self, duration_seconds: float = 3600) -> Credential:
         return self.emulator.credentials.issue_sts(duration_seconds)
 
+    def tls_handshakes(self) -> int:
+        """TLS handshakes the emulator has seen so far: one per connection a client opened."""
+        return self.emulator.handshakes.count
+
+    def set_tls_handshake_delay(self, milliseconds: int) -> None:
+        """Hold every TLS handshake this long (0: no delay), as a slow TLS peer would."""
+        self.emulator.handshakes.set_delay_ms(milliseconds)
+
 
 @contextmanager
 def run_emulator(
@@ -121,9 +136,17 @@ def run_emulator(
     host: str = "127.0.0.1",
     port: int = 0,
     seed: int | None = None,
+    tls: bool = False,
+    tls_dir: str | Path | None = None,
 ) -> Iterator[EmulatorHandle]:
-    """Start an emulator on `host:port` (0 = a free port) and stop it when the block ends."""
+    """Start an emulator on `host:port` (0 = a free port) and stop it when the block ends.
+
+    `tls=True` serves HTTPS; its CA lives in `tls_dir` (kept, and reused by the next emulator started on it)
+    or, without one, in a temporary directory removed when the block ends.
+    """
     pairs = tuple(access_keys.items()) if isinstance(access_keys, Mapping) else tuple(access_keys or ())
+    temporary = tempfile.mkdtemp(prefix="kms-emulator-tls-") if tls and tls_dir is None else None
+    directory = str(tls_dir) if tls_dir is not None else temporary
     config = EmulatorConfig(
         host=host,
         port=port,
@@ -135,14 +158,19 @@ def run_emulator(
         max_keys=max_keys,
         quotas=QuotaSettings(enabled=quotas, style=throttle_style),
         seed=seed,
+        tls_dir=directory,
     )
-    emulator = Emulator(config)
-    server = _BackgroundServer(emulator)
-    port_found = server.start()
     try:
-        yield EmulatorHandle(emulator, port_found)
+        emulator = Emulator(config)
+        server = _BackgroundServer(emulator)
+        port_found = server.start()
+        try:
+            yield EmulatorHandle(emulator, port_found)
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 class _BackgroundServer:
@@ -161,8 +189,7 @@ class _BackgroundServer:
     async def _start(self) -> int:
         self.runner = self.emulator.make_runner()
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.emulator.config.host, self.emulator.config.port)
-        await site.start()
+        await self.emulator.make_site(self.runner).start()
         return bound_port(self.runner)
 
     async def _stop(self) -> None:
