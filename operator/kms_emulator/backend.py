@@ -4,6 +4,10 @@ Methods take decoded, typed arguments and return our own types; the wire layer (
 HTTP parameters into these calls and results into JSON. Every rule of reference §3 is checked here, and every
 refusal is a KmsError. The backend is thread-safe: tests seed and inspect it from their own thread while the
 server's event loop runs actions.
+
+ListKeys with a TagKey/TagValue filter (the operator's ownership lookup before every CreateKey) reads a tag
+index instead of every key, so its cost does not grow with the number of keys: the emulator must never be what
+bounds a benchmark. Tags change only through `_retag`, which keeps the index true.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class KmsBackend:
         self.lock = threading.RLock()
         # Emulator choice: ListKeys pages in creation order (dict insertion order), PendingDeletion included.
         self.keys: dict[str, Key] = {}
+        self._tags = _TagIndex()
         self._rng = random.Random(seed)
         self._next_event = float("inf")  # the earliest deletion or rotation due; see _tick()
 
@@ -146,6 +151,7 @@ class KmsBackend:
                 key_versions=[version] if version else [],
             )
             self.keys[key_id] = key
+            self._tags.add(key)
             self._schedule(key.next_rotation_date)
             self._changed()
             return key
@@ -174,7 +180,9 @@ class KmsBackend:
             raise errors.invalid_parameter("PageSize")
         with self.lock:
             self._tick()
-            matching = [key for key in self.keys.values() if _matches(key, filters or {})]
+            candidates = self._tags.candidates(filters or {})
+            keys = self.keys.values() if candidates is None else [self.keys[i] for i in candidates]
+            matching = [key for key in keys if _matches(key, filters or {})]
             start = (page_number - 1) * page_size
             return matching[start : start + page_size], len(matching)
 
@@ -328,8 +336,7 @@ class KmsBackend:
             key = self._live(key_id)
             # Emulator choice: the state page's UntagResource row is cut off; taken to match TagResource.
             self._refuse_pending_deletion(key)
-            for name in names:
-                key.tags.pop(name, None)
+            self._retag(key, {k: v for k, v in key.tags.items() if k not in names})
             self._changed()
 
     def list_resource_tags(self, key_id: str) -> list[TagRow]:
@@ -373,11 +380,7 @@ class KmsBackend:
             for key in keys:
                 self._refuse_pending_deletion(key)
             for key in keys:
-                if tag_keys:
-                    for name in tag_keys:
-                        key.tags.pop(name, None)
-                else:
-                    key.tags.clear()
+                self._retag(key, {k: v for k, v in key.tags.items() if tag_keys and k not in tag_keys})
             self._changed()
 
     def list_tag_resources(
@@ -429,6 +432,9 @@ class KmsBackend:
     def restore(self, keys: Iterable[Key]) -> None:
         with self.lock:
             self.keys = {key.key_id: key for key in keys}
+            self._tags = _TagIndex()
+            for key in self.keys.values():
+                self._tags.add(key)
             self._next_event = self.clock.now()  # recompute due events on the next action
 
     def _set_enabled(self, key_id: str, target: str) -> None:
@@ -450,8 +456,14 @@ class KmsBackend:
                 # Emulator choice: the 20-tag limit also holds for the tags a key ends up with.
                 raise errors.limit_exceeded(f"{rules.MAX_TAGS} tags per key")
         for key in keys:
-            key.tags.update(tags)  # an existing tag key takes the new value
+            self._retag(key, {**key.tags, **tags})  # an existing tag key takes the new value
         self._changed()
+
+    def _retag(self, key: Key, tags: dict[str, str]) -> None:
+        """The one way a stored key's tags change: the tag index follows."""
+        self._tags.remove(key)
+        key.tags = tags
+        self._tags.add(key)
 
     def _check_batch(
         self, region_id: str, resource_type: str, resource_ids: list[str], required: bool
@@ -528,6 +540,7 @@ class KmsBackend:
             if key.key_state == PENDING_DELETION and key.delete_date is not None:
                 if key.delete_date <= now:
                     del self.keys[key_id]
+                    self._tags.drop(key)
                     changed = True
                     continue
                 next_event = min(next_event, key.delete_date)
@@ -595,6 +608,54 @@ def _filter_values(key: Key, name: str) -> set[str]:
     if name == "TagValue":
         return set(key.tags.values())
     return set()  # AliasName: aliases are not emulated
+
+
+class _TagIndex:
+    """Key IDs by tag key and by tag value, each in creation order, for ListKeys' tag filters."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, dict[str, set[str]]] = {"TagKey": {}, "TagValue": {}}
+        self._order: dict[str, int] = {}  # key ID -> creation rank: indexed pages keep ListKeys' order
+        self._next = 0
+
+    def add(self, key: Key) -> None:
+        if key.key_id not in self._order:
+            self._order[key.key_id] = self._next
+            self._next += 1
+        for name, values in (("TagKey", key.tags.keys()), ("TagValue", key.tags.values())):
+            for value in values:
+                self._by_name[name].setdefault(value, set()).add(key.key_id)
+
+    def remove(self, key: Key) -> None:
+        """Forget the key's tags (before they change)."""
+        for name, values in (("TagKey", key.tags.keys()), ("TagValue", key.tags.values())):
+            index = self._by_name[name]
+            for value in values:
+                ids = index.get(value)
+                if ids is not None:
+                    ids.discard(key.key_id)
+                    if not ids:
+                        del index[value]
+
+    def drop(self, key: Key) -> None:
+        """Forget a key that is gone from the backend."""
+        self.remove(key)
+        self._order.pop(key.key_id, None)
+
+    def candidates(self, filters: Mapping[str, frozenset[str]]) -> list[str] | None:
+        """Key IDs that can match the tag filters, in creation order; None when no tag filter is given."""
+        groups: list[set[str]] = []
+        for name, index in self._by_name.items():
+            if name in filters:
+                sets = [index.get(value, set()) for value in filters[name]]
+                groups.append(sets[0] if len(sets) == 1 else set().union(*sets))
+        if not groups:
+            return None
+        groups.sort(key=len)  # start from the fewest: the owner tag's value names one key
+        found = set(groups[0])
+        for ids in groups[1:]:
+            found &= ids
+        return sorted(found, key=self._order.__getitem__)
 
 
 def _matches(key: Key, filters: Mapping[str, frozenset[str]]) -> bool:
