@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .accounts import AccountsError, read_accounts_file
 from .backend import DEFAULT_MAX_KEYS
 from .credentials import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from .faults import DEFAULT_FAULT_CODE, DEFAULT_FAULT_STATUS, FaultRule
@@ -73,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--credentials-file",
         type=Path,
         help='more access keys: a JSON object {"ID": "SECRET", ...} or lines "ID:SECRET" (# comments)',
+    )
+    add(
+        "--accounts-file",
+        type=Path,
+        help="more accounts, RAM users, roles (trust policies) and OIDC providers: a JSON document "
+        "(see kms_emulator/accounts.py)",
     )
     add("--region", default=DEFAULT_REGION, help=f"the region served (default {DEFAULT_REGION})")
     add(
@@ -153,7 +160,12 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         faults.append(
             FaultRule(action=args.fault_action, rate=args.drop_rate, code=None, drop_connection=True)
         )
+    try:
+        accounts = read_accounts_file(args.accounts_file) if args.accounts_file else []
+    except AccountsError as error:
+        raise SystemExit(f"kms-emulator: {error}") from None
     return EmulatorConfig(
+        accounts=tuple(accounts),
         host=args.host,
         port=args.port,
         region_id=args.region,

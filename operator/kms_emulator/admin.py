@@ -4,16 +4,19 @@ They are outside the KMS API: no signature, no quota, not in the call log. They 
 which is why the emulator binds 127.0.0.1 by default.
 
     GET  /_emulator/health          {"status": "ok"}
-    GET  /_emulator/calls           {"counts", "counts_by_access_key", "calls": [CallRecord...]}
+    GET  /_emulator/calls           {"counts", "counts_by_access_key", "counts_by_account",
+                                    "calls": [CallRecord...]}; ?account=ID: counts of that account only
+    GET  /_emulator/sts-calls       the same for STS calls (AssumeRole, AssumeRoleWithOIDC, ...)
     POST /_emulator/reset-calls
     GET  /_emulator/faults          {"faults": [FaultRule...]}
     POST /_emulator/faults          a FaultRule as JSON adds it; {"clear": true[, "action": A]} removes
     POST /_emulator/clock/advance   {"seconds": N} -> {"now": ISO date}
     GET  /_emulator/clock           {"now": ISO date, "offset_seconds": N}
-    GET  /_emulator/keys            {"keys": [raw key state...]}
+    GET  /_emulator/keys            {"keys": [raw key state...]} of the default account; ?account=ID another's
+    GET  /_emulator/accounts        {"default": ID, "accounts": [ID...]}
     POST /_emulator/quotas          {"enabled", "create_qps", "read_qps", "write_qps", "style"} (all optional)
     POST /_emulator/sts             {"duration_seconds": N} -> {"access_key_id", "access_key_secret",
-                                    "security_token", "expires_at"}
+                                    "security_token", "expires_at", "principal"} (the default account's root)
     GET  /_emulator/tls             {"protocol", "handshakes", "handshake_delay_ms", "ca_file"}
     POST /_emulator/tls             {"handshake_delay_ms": N}: hold every TLS handshake N ms (0: none)
 """
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .calllog import CallLog
 from .clock import iso
 from .faults import FaultRule
 from .quota import THROTTLE_STYLES, QuotaSettings
@@ -40,15 +44,25 @@ def admin_routes(emulator: Emulator) -> list[web.RouteDef]:
     async def health(_: web.Request) -> web.Response:
         return _ok({"status": "ok"})
 
-    async def calls(_: web.Request) -> web.Response:
-        log = emulator.calls
+    def call_log(log: CallLog, request: web.Request) -> web.Response:
+        account = request.query.get("account")
         return _ok(
             {
-                "counts": log.counts(),
+                "counts": log.counts(account),
                 "counts_by_access_key": log.counts_by_access_key(),
-                "calls": [record.to_dict() for record in log.records()],
+                "counts_by_account": log.counts_by_account(),
+                "calls": [r.to_dict() for r in log.records() if account is None or r.account_id == account],
             }
         )
+
+    async def calls(request: web.Request) -> web.Response:
+        return call_log(emulator.calls, request)
+
+    async def sts_calls(request: web.Request) -> web.Response:
+        return call_log(emulator.sts_calls, request)
+
+    async def accounts(_: web.Request) -> web.Response:
+        return _ok({"default": emulator.config.account_id, "accounts": sorted(emulator.backends)})
 
     async def reset_calls(_: web.Request) -> web.Response:
         emulator.calls.reset()
@@ -83,8 +97,11 @@ def admin_routes(emulator: Emulator) -> list[web.RouteDef]:
     async def get_clock(_: web.Request) -> web.Response:
         return _ok({"now": iso(emulator.clock.now()), "offset_seconds": emulator.clock.offset})
 
-    async def keys(_: web.Request) -> web.Response:
-        return _ok({"keys": emulator.backend.snapshot()})
+    async def keys(request: web.Request) -> web.Response:
+        account = request.query.get("account") or emulator.config.account_id
+        if account not in emulator.backends:
+            raise _bad(f"unknown account {account}")
+        return _ok({"keys": emulator.backends[account].snapshot()})
 
     async def quotas(request: web.Request) -> web.Response:
         document = await _body(request)
@@ -110,7 +127,15 @@ def admin_routes(emulator: Emulator) -> list[web.RouteDef]:
     async def sts(request: web.Request) -> web.Response:
         document = await _body(request)
         credential = emulator.credentials.issue_sts(float(document.get("duration_seconds", 3600)))
-        return _ok(dataclasses.asdict(credential))
+        return _ok(
+            {
+                "access_key_id": credential.access_key_id,
+                "access_key_secret": credential.access_key_secret,
+                "security_token": credential.security_token,
+                "expires_at": credential.expires_at,
+                "principal": credential.principal.to_dict() if credential.principal else None,
+            }
+        )
 
     async def get_tls(_: web.Request) -> web.Response:
         return _ok(
@@ -133,6 +158,8 @@ def admin_routes(emulator: Emulator) -> list[web.RouteDef]:
     return [
         web.get(f"{PREFIX}/health", health),
         web.get(f"{PREFIX}/calls", calls),
+        web.get(f"{PREFIX}/sts-calls", sts_calls),
+        web.get(f"{PREFIX}/accounts", accounts),
         web.post(f"{PREFIX}/reset-calls", reset_calls),
         web.get(f"{PREFIX}/faults", get_faults),
         web.post(f"{PREFIX}/faults", post_faults),

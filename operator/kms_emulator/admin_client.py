@@ -10,9 +10,11 @@ import json
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
+from .accounts import Principal
 from .calllog import CallRecord
 from .credentials import Credential
 from .faults import DEFAULT_FAULT_CODE, DEFAULT_FAULT_STATUS
@@ -46,8 +48,17 @@ class AdminClient:
                 raise TimeoutError(f"no kms-emulator answering at {self.url}")
             time.sleep(0.05)
 
-    def call_counts(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self._request("GET", "/calls")["counts"].items()}
+    def call_counts(self, account_id: str | None = None) -> dict[str, int]:
+        """KMS calls per action: all, or only those made in `account_id`."""
+        path = "/calls" if account_id is None else f"/calls?account={urllib.parse.quote(account_id)}"
+        return {str(k): int(v) for k, v in self._request("GET", path)["counts"].items()}
+
+    def call_counts_by_account(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self._request("GET", "/calls")["counts_by_account"].items()}
+
+    def sts_call_counts(self, account_id: str | None = None) -> dict[str, int]:
+        path = "/sts-calls" if account_id is None else f"/sts-calls?account={urllib.parse.quote(account_id)}"
+        return {str(k): int(v) for k, v in self._request("GET", path)["counts"].items()}
 
     def call_counts_by_access_key(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self._request("GET", "/calls")["counts_by_access_key"].items()}
@@ -111,8 +122,13 @@ class AdminClient:
             body["style"] = style
         self._request("POST", "/quotas", body)
 
-    def keys(self) -> list[dict[str, Any]]:
-        return list(self._request("GET", "/keys")["keys"])
+    def keys(self, account_id: str | None = None) -> list[dict[str, Any]]:
+        """Raw key state of the default account, or of `account_id`."""
+        path = "/keys" if account_id is None else f"/keys?account={urllib.parse.quote(account_id)}"
+        return list(self._request("GET", path)["keys"])
+
+    def accounts(self) -> list[str]:
+        return [str(a) for a in self._request("GET", "/accounts")["accounts"]]
 
     def issue_sts_token(self, duration_seconds: float = 3600) -> Credential:
         data = self._request("POST", "/sts", {"duration_seconds": duration_seconds})
@@ -121,6 +137,7 @@ class AdminClient:
             access_key_secret=data["access_key_secret"],
             security_token=data["security_token"],
             expires_at=data["expires_at"],
+            principal=Principal.from_dict(data["principal"]) if data.get("principal") else None,
         )
 
     def tls_handshakes(self) -> int:

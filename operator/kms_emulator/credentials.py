@@ -1,8 +1,9 @@
-"""The access keys the emulator accepts: static pairs, and STS triples it issues itself.
+"""The access keys the emulator accepts: long-term keys of accounts and RAM users, and STS triples.
 
-Emulator choice: STS credentials are issued by the emulator itself (no AssumeRole), as an
-(AccessKeyId, AccessKeySecret, SecurityToken) triple with an expiry; like the real
-service, a request signed with an expired one is answered `InvalidAccessKeyId.NotFound` (reference §3.4).
+Every credential maps to a principal (accounts.Principal), and so to an account: that is how a signed request
+finds its account's keys, quotas and call log. STS triples (AccessKeyId, AccessKeySecret, SecurityToken) are
+issued by the emulator's STS (AssumeRole, AssumeRoleWithOIDC) or, for tests, by `issue_sts` directly; like the
+real service, a request signed with an expired one is answered `InvalidAccessKeyId.NotFound` (reference §3.4).
 Expiry uses the real wall clock, as signatures do.
 """
 
@@ -14,6 +15,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .accounts import Principal
+
 DEFAULT_ACCESS_KEY_ID = "emulator-access-key-id"
 DEFAULT_ACCESS_KEY_SECRET = "emulator-access-key-secret"
 
@@ -24,22 +27,28 @@ class Credential:
     access_key_secret: str
     security_token: str | None = None
     expires_at: float | None = None  # epoch seconds (wall clock); None = never
+    principal: Principal | None = None  # None only for credentials built by hand outside the store
 
     @property
     def provider(self) -> str:
         return "sts" if self.security_token else "static"
 
+    @property
+    def account_id(self) -> str:
+        return self.principal.account_id if self.principal is not None else ""
+
 
 class CredentialStore:
     """Thread-safe lookup of secrets by access key ID."""
 
-    def __init__(self, static_keys: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self, static_keys: Iterable[tuple[str, str, Principal]], default_principal: Principal
+    ) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, Credential] = {}
-        for key_id, secret in static_keys:
-            self._by_id[key_id] = Credential(key_id, secret)
-        if not self._by_id:
-            self._by_id[DEFAULT_ACCESS_KEY_ID] = Credential(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)
+        self.default_principal = default_principal
+        for key_id, secret, principal in static_keys:
+            self._by_id[key_id] = Credential(key_id, secret, principal=principal)
 
     def static(self) -> list[Credential]:
         with self._lock:
@@ -55,14 +64,23 @@ class CredentialStore:
             return None
         return credential
 
-    def issue_sts(self, duration_seconds: float = 3600.0) -> Credential:
-        """A fresh STS triple, as AssumeRole would return it (ID prefixed `STS.`)."""
+    def issue_sts(self, duration_seconds: float = 3600.0, principal: Principal | None = None) -> Credential:
+        """A fresh STS triple (ID prefixed `STS.`) acting as `principal` (default: the default account)."""
         credential = Credential(
             access_key_id="STS." + secrets.token_hex(12),
             access_key_secret=secrets.token_urlsafe(24),
             security_token=secrets.token_urlsafe(48),
             expires_at=time.time() + duration_seconds,
+            principal=principal or self.default_principal,
         )
         with self._lock:
+            self._forget_expired()
             self._by_id[credential.access_key_id] = credential
         return credential
+
+    def _forget_expired(self) -> None:
+        # Bounds memory under long runs that assume roles often; an expired triple is unknown anyway.
+        now = time.time()
+        expired = [k for k, c in self._by_id.items() if c.expires_at is not None and c.expires_at <= now]
+        for key_id in expired:
+            del self._by_id[key_id]

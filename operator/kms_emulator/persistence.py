@@ -2,7 +2,8 @@
 
 Every change rewrites the whole file through a temporary file in the same directory, flushed and fsync'ed,
 then renamed over the old one with os.replace, which is atomic on POSIX: a reader (or a crash) sees the old
-state or the new one, never a mix.
+state or the new one, never a mix. Keys are kept per account (version 2); a version 1 file (one account) is
+read as the default account's keys.
 """
 
 from __future__ import annotations
@@ -15,26 +16,32 @@ from typing import Any
 
 from .model import Key
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class StateFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
-    def load(self) -> list[Key]:
-        """The saved keys, or none if the file does not exist yet."""
+    def load(self, default_account_id: str) -> dict[str, list[Key]]:
+        """The saved keys of each account, or none if the file does not exist yet."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return []
+            return {}
         document: dict[str, Any] = json.loads(text)
-        if document.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{self.path}: unknown state file version {document.get('version')!r}")
-        return [Key.from_dict(item) for item in document["keys"]]
+        version = document.get("version")
+        if version == 1:
+            return {default_account_id: [Key.from_dict(item) for item in document["keys"]]}
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{self.path}: unknown state file version {version!r}")
+        return {
+            str(account): [Key.from_dict(item) for item in keys]
+            for account, keys in document["accounts"].items()
+        }
 
-    def save(self, keys: list[dict[str, Any]]) -> None:
-        payload = json.dumps({"version": FORMAT_VERSION, "keys": keys}, separators=(",", ":"))
+    def save(self, accounts: dict[str, list[dict[str, Any]]]) -> None:
+        payload = json.dumps({"version": FORMAT_VERSION, "accounts": accounts}, separators=(",", ":"))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:

@@ -1,25 +1,29 @@
 """The emulator assembled: configuration, the parts that hold state, and the aiohttp application.
 
-`Emulator` owns one of each part (backend, credentials, verifier, quotas, faults, call log, clock, TLS) so
-that the wire layer, the admin endpoints and the in-process test handle all act on the same objects.
+`Emulator` owns one of each part (accounts directory, one KMS backend per account, STS, credentials, verifier,
+quotas, faults, call logs, clock, TLS) so that the wire layer, the admin endpoints and the in-process test
+handle all act on the same objects.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from .accounts import AccountSpec, Directory, Principal
 from .backend import DEFAULT_MAX_KEYS, KmsBackend
 from .calllog import CallLog
 from .clock import Clock
-from .credentials import CredentialStore
+from .credentials import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, CredentialStore
 from .faults import FaultRule, Faults
 from .persistence import StateFile
 from .quota import Quotas, QuotaSettings
 from .rules import RotationBounds
 from .signing import DATE_WINDOW_SECONDS, Verifier
+from .sts import StsBackend
 from .tls import Handshakes, TlsFiles, prepare, server_context
 
 DEFAULT_REGION = "cn-hangzhou"
@@ -35,7 +39,10 @@ class EmulatorConfig:
     port: int = 0
     region_id: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT_ID
-    access_keys: Sequence[tuple[str, str]] = ()  # empty: the documented default pair
+    # The default account's own (root) keys; empty: the documented default pair.
+    access_keys: Sequence[tuple[str, str]] = ()
+    # More accounts (or more users, roles and OIDC providers of the default account): accounts.py.
+    accounts: Sequence[AccountSpec] = ()
     instance_ids: Sequence[str] = ()
     state_file: str | None = None
     max_keys: int = DEFAULT_MAX_KEYS
@@ -52,26 +59,32 @@ class Emulator:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.clock = Clock()
-        self.credentials = CredentialStore(config.access_keys)
+        self.directory = Directory.build(config.account_id, config.accounts)
+        root_keys = list(config.access_keys) or [(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)]
+        default = Principal.root(config.account_id)
+        static = [(key_id, secret, default) for key_id, secret in root_keys]
+        static += [(key.id, key.secret, principal) for key, principal in self.directory.static_keys()]
+        self.credentials = CredentialStore(static, default)
         self.verifier = Verifier(self.credentials, config.date_window_seconds)
+        self.sts = StsBackend(self.directory, self.credentials)
         self.quotas = Quotas(config.quotas)
         self.faults = Faults(config.seed)
         for rule in config.faults:
             self.faults.add(rule)
         self.calls = CallLog()
+        self.sts_calls = CallLog()
         self.state_file = StateFile(config.state_file) if config.state_file else None
-        self.backend = KmsBackend(
-            region_id=config.region_id,
-            account_id=config.account_id,
-            clock=self.clock,
-            instance_ids=config.instance_ids,
-            max_keys=config.max_keys,
-            rotation_bounds=config.rotation_bounds,
-            on_change=self._save if self.state_file else None,
-            seed=config.seed,
-        )
+        self._save_lock = threading.Lock()
+        self._snapshots: dict[str, list[dict[str, object]]] = {}
+        self.backends: dict[str, KmsBackend] = {
+            account_id: self._new_backend(account_id, index)
+            for index, account_id in enumerate(self.directory.accounts)
+        }
         if self.state_file is not None:
-            self.backend.restore(self.state_file.load())
+            for account_id, keys in self.state_file.load(config.account_id).items():
+                backend = self.backend_for(account_id)
+                backend.restore(keys)
+                self._snapshots[account_id] = backend.snapshot()
         self.handshakes = Handshakes()
         self.tls: TlsFiles | None = (
             prepare(config.tls_dir, config.host, config.tls_names) if config.tls_dir else None
@@ -81,13 +94,42 @@ class Emulator:
     def protocol(self) -> str:
         return "https" if self.tls else "http"
 
+    def _new_backend(self, account_id: str, index: int) -> KmsBackend:
+        return KmsBackend(
+            region_id=self.config.region_id,
+            account_id=account_id,
+            clock=self.clock,
+            instance_ids=self.config.instance_ids,
+            max_keys=self.config.max_keys,
+            rotation_bounds=self.config.rotation_bounds,
+            on_change=(lambda: self._save(account_id)) if self.state_file else None,
+            # Each account draws its own key IDs; the default account's are those of a one-account emulator.
+            seed=None if self.config.seed is None else self.config.seed + index,
+        )
+
+    @property
+    def backend(self) -> KmsBackend:
+        """The default account's keys (the only ones of a one-account emulator)."""
+        return self.backends[self.config.account_id]
+
+    def backend_for(self, account_id: str) -> KmsBackend:
+        backend = self.backends.get(account_id)
+        if backend is None:  # a state file may name an account that is no longer configured
+            backend = self.backends[account_id] = self._new_backend(account_id, len(self.backends))
+        return backend
+
     @property
     def host_id(self) -> str:
         return f"kms.{self.config.region_id}.aliyuncs.com"
 
-    def _save(self) -> None:
+    def _save(self, account_id: str) -> None:
+        """Called with `account_id`'s backend lock held: only that backend is read (another backend's lock
+        is never taken here, so two accounts changing at once cannot deadlock)."""
         assert self.state_file is not None
-        self.state_file.save(self.backend.snapshot())
+        snapshot = self.backends[account_id].snapshot()
+        with self._save_lock:
+            self._snapshots[account_id] = snapshot
+            self.state_file.save(dict(self._snapshots))
 
     def make_app(self) -> web.Application:
         from .admin import admin_routes

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .accounts import AccountSpec
 from .backend import DEFAULT_MAX_KEYS, KmsBackend
 from .calllog import CallRecord
 from .credentials import Credential
@@ -49,8 +50,28 @@ class EmulatorHandle:
     def backend(self) -> KmsBackend:
         return self.emulator.backend
 
-    def call_counts(self) -> dict[str, int]:
-        return self.emulator.calls.counts()
+    def call_counts(self, account_id: str | None = None) -> dict[str, int]:
+        """KMS calls per action: all, or only those made in `account_id`."""
+        return self.emulator.calls.counts(account_id)
+
+    def call_counts_by_account(self) -> dict[str, int]:
+        return self.emulator.calls.counts_by_account()
+
+    def sts_call_counts(self, account_id: str | None = None) -> dict[str, int]:
+        return self.emulator.sts_calls.counts(account_id)
+
+    def sts_calls(self) -> list[CallRecord]:
+        return self.emulator.sts_calls.records()
+
+    def backend_for(self, account_id: str) -> KmsBackend:
+        """The keys of `account_id` (the `backend` property is the default account's)."""
+        return self.emulator.backends[account_id]
+
+    def keys(self, account_id: str | None = None) -> list[dict[str, object]]:
+        return self.emulator.backends[account_id or self.account_id].snapshot()
+
+    def accounts(self) -> list[str]:
+        return sorted(self.emulator.backends)
 
     def call_counts_by_access_key(self) -> dict[str, int]:
         return self.emulator.calls.counts_by_access_key()
@@ -121,6 +142,9 @@ class EmulatorHandle:
         """Hold every TLS handshake this long (0: no delay), as a slow TLS peer would."""
         self.emulator.handshakes.set_delay_ms(milliseconds)
 
+    def reset_sts_calls(self) -> None:
+        self.emulator.sts_calls.reset()
+
 
 @contextmanager
 def run_emulator(
@@ -138,6 +162,7 @@ def run_emulator(
     seed: int | None = None,
     tls: bool = False,
     tls_dir: str | Path | None = None,
+    accounts: Sequence[AccountSpec] = (),
 ) -> Iterator[EmulatorHandle]:
     """Start an emulator on `host:port` (0 = a free port) and stop it when the block ends.
 
@@ -159,6 +184,7 @@ def run_emulator(
         quotas=QuotaSettings(enabled=quotas, style=throttle_style),
         seed=seed,
         tls_dir=directory,
+        accounts=tuple(accounts),
     )
     try:
         emulator = Emulator(config)

@@ -1,9 +1,13 @@
-"""The KMS OpenAPI wire protocol (reference §1, §6): routing, authentication, quotas, faults, JSON bodies.
+"""The OpenAPI wire protocol (reference §1, §6): routing, authentication, quotas, faults, JSON bodies.
 
 A request goes through, in order: path and method -> action and version -> signature -> quota -> injected
 faults -> the action. Each step can end it with the standard error body
 `{RequestId, HostId, Code, Message, Recommend}`; every answer is a JSON object with
 `Content-Type: application/json;charset=utf-8`, so the SDK can always parse it.
+
+Two products share the listener, told apart by their API version as the POP gateway tells them apart by
+host: KMS (2016-01-20) and STS (2015-04-01). A KMS call acts on the keys, quotas and call log of the account
+its credential belongs to; STS calls have no quota and go to their own call log.
 """
 
 from __future__ import annotations
@@ -13,17 +17,19 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
 
-from . import errors
+from . import errors, sts
 from .actions import ACTIONS
 from .calllog import CallRecord
 from .errors import KmsError
 from .params import Params
 from .signing import V1_COMMON_PARAMETERS, IncomingRequest
+from .sts_actions import STS_ACTIONS
 
 if TYPE_CHECKING:
     from .server import Emulator
@@ -65,22 +71,24 @@ class KmsApi:
             raise errors.missing_parameter("Action")
         if not version:
             raise errors.missing_parameter("Version")
+        incoming = IncomingRequest(
+            method=request.method,
+            path=request.path,
+            query=query,
+            form=form,
+            headers=lambda name: headers.getall(name, []),
+            body=body,
+        )
+        if version == sts.API_VERSION:
+            return await self._sts(request, request_id, action_name, incoming, merged)
         if version != API_VERSION:
             raise errors.invalid_version()
         action = ACTIONS.get(action_name)
         if action is None:
             raise errors.invalid_action()
 
-        credential = self.emulator.verifier.verify(
-            IncomingRequest(
-                method=request.method,
-                path=request.path,
-                query=query,
-                form=form,
-                headers=lambda name: headers.getall(name, []),
-                body=body,
-            )
-        )
+        credential = self.emulator.verifier.verify(incoming)
+        account_id = credential.account_id or self.emulator.directory.default_account_id
         api_params = {k: v for k, v in merged.items() if k not in V1_COMMON_PARAMETERS or k == "RegionId"}
         if "RegionId" in api_params and action.name not in _REGION_ID_ACTIONS:
             del api_params["RegionId"]  # a v1 common parameter for every other action
@@ -90,27 +98,17 @@ class KmsApi:
         status, code = 200, None
         try:
             wait_ms = self.emulator.quotas.acquire(
-                self.emulator.config.account_id, self.emulator.config.region_id, action.quota_class
+                account_id, self.emulator.config.region_id, action.quota_class
             )
             if wait_ms:
                 raise errors.throttling(self.emulator.quotas.settings.style, wait_ms)
-            decision = self.emulator.faults.decide(action.name)
-            if decision is not None:
-                if decision.latency_ms:
-                    await asyncio.sleep(decision.latency_ms / 1000)
-                if decision.drop_connection:
-                    status, code = 0, "ConnectionDropped"
-                    return _drop(request)
-                if decision.error is not None:
-                    rule = decision.error
-                    extra = {"x-acs-retry-after": str(rule.retry_after_ms)} if rule.retry_after_ms else None
-                    raise KmsError(rule.code or "InternalFailure", rule.message, rule.status, extra)
-            result = action.handler(self.emulator.backend, Params(api_params))
-            if decision is not None and decision.latency_after_ms:
-                await asyncio.sleep(decision.latency_after_ms / 1000)
-            if decision is not None and decision.drop_after:
+            backend = self.emulator.backend_for(account_id)
+            result = await _with_faults(
+                self.emulator, request, action.name, lambda: action.handler(backend, Params(api_params))
+            )
+            if result is None:
                 status, code = 0, "ConnectionDropped"
-                return _drop(request)
+                return _dropped_response()
         except KmsError as error:
             status, code = error.http_status, error.code
             raise
@@ -119,22 +117,109 @@ class KmsApi:
             raise
         finally:
             self.emulator.calls.record(
-                CallRecord(action.name, credential.access_key_id, api_params, status, code, time.time())
+                CallRecord(
+                    action.name, credential.access_key_id, api_params, status, code, time.time(), account_id
+                )
             )
         result["RequestId"] = request_id
         return _json(200, result, request_id)
 
-    def error_response(self, error: KmsError, request_id: str) -> web.Response:
+    async def _sts(
+        self,
+        request: web.Request,
+        request_id: str,
+        action_name: str,
+        incoming: IncomingRequest,
+        merged: dict[str, str],
+    ) -> web.StreamResponse:
+        try:
+            return await self._sts_call(request, request_id, action_name, incoming, merged)
+        except KmsError as error:
+            return self.error_response(error, request_id, sts_error=True)
+
+    async def _sts_call(
+        self,
+        request: web.Request,
+        request_id: str,
+        action_name: str,
+        incoming: IncomingRequest,
+        merged: dict[str, str],
+    ) -> web.StreamResponse:
+        action = STS_ACTIONS.get(action_name)
+        if action is None:
+            raise errors.invalid_action()
+        caller = None
+        access_key_id = ""
+        if action.signed:
+            credential = self.emulator.verifier.verify(incoming)
+            caller = credential.principal or self.emulator.credentials.default_principal
+            access_key_id = credential.access_key_id
+        api_params = {k: v for k, v in merged.items() if k not in V1_COMMON_PARAMETERS}
+        status, code, account_id = 200, None, caller.account_id if caller else ""
+        try:
+            result = await _with_faults(
+                self.emulator,
+                request,
+                action.name,
+                lambda: action.handler(self.emulator.sts, caller, Params(api_params)),
+            )
+            if result is None:
+                status, code = 0, "ConnectionDropped"
+                return _dropped_response()
+            arn = str(result.get("AssumedRoleUser", {}).get("Arn", ""))
+            account_id = arn.split(":")[3] if arn.count(":") >= 4 else account_id
+        except KmsError as error:
+            status, code = error.http_status, error.code
+            raise
+        except Exception:
+            status, code = 500, "InternalFailure"
+            raise
+        finally:
+            # Never the token or the returned secrets: only what identifies the call.
+            logged = {k: v for k, v in api_params.items() if k not in ("OIDCToken", "Policy")}
+            self.emulator.sts_calls.record(
+                CallRecord(action.name, access_key_id, logged, status, code, time.time(), account_id)
+            )
+        result["RequestId"] = request_id
+        return _json(200, result, request_id)
+
+    def error_response(self, error: KmsError, request_id: str, *, sts_error: bool = False) -> web.Response:
+        product = "Sts" if sts_error else "Kms"
         body = {
             "RequestId": request_id,
-            "HostId": self.emulator.host_id,
+            "HostId": sts.HOST_ID if sts_error else self.emulator.host_id,
             "Code": error.code,
             "Message": error.message,
             "Recommend": (
-                f"https://api.aliyun.com/troubleshoot?q={quote(error.code)}&product=Kms&requestId={request_id}"
+                f"https://api.aliyun.com/troubleshoot?q={quote(error.code)}&product={product}"
+                f"&requestId={request_id}"
             ),
         }
         return _json(error.http_status, body, request_id, error.headers)
+
+
+async def _with_faults(
+    emulator: Emulator, request: web.Request, action: str, run: Callable[[], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Run the action under the injected faults; None when the connection was dropped (and aborted)."""
+    decision = emulator.faults.decide(action)
+    if decision is not None:
+        if decision.latency_ms:
+            await asyncio.sleep(decision.latency_ms / 1000)
+        if decision.drop_connection:
+            _abort(request)
+            return None
+        if decision.error is not None:
+            rule = decision.error
+            extra = {"x-acs-retry-after": str(rule.retry_after_ms)} if rule.retry_after_ms else None
+            raise KmsError(rule.code or "InternalFailure", rule.message, rule.status, extra)
+    result = run()
+    if decision is not None and decision.latency_after_ms:
+        await asyncio.sleep(decision.latency_after_ms / 1000)
+    if decision is not None and decision.drop_after:
+        _abort(request)
+        return None
+    return result
 
 
 # Actions whose API parameters include RegionId (the batch tag family); for the others it is a v1 common one.
@@ -150,11 +235,14 @@ def _json(
     return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
 
 
-def _drop(request: web.Request) -> web.StreamResponse:
+def _abort(request: web.Request) -> None:
     """Close the connection without answering: the client sees a reset, as on a network failure."""
     transport = request.transport
     if transport is not None:
         transport.abort()
-    response = web.Response(status=500)
+
+
+def _dropped_response() -> web.StreamResponse:
+    response = web.Response(status=500)  # never reaches the client: its connection is gone
     response.force_close()
     return response

@@ -42,7 +42,9 @@ def test_a_missing_state_file_starts_empty_and_is_created_on_the_first_change(tm
         assert emu.backend.keys == {}
         emu.backend.create_key()
 
-    assert len(json.loads(state_file.read_text())["keys"]) == 1
+    document = json.loads(state_file.read_text())
+    assert document["version"] == 2
+    assert len(document["accounts"][emu.account_id]) == 1
 
 
 def test_a_reader_never_sees_a_half_written_state_file(tmp_path: Path) -> None:
