@@ -333,3 +333,23 @@ def test_a_deny_statement_wins_and_string_like_matches_patterns() -> None:
     assert not trust.allows(policy, caller, {"oidc:sub": "system:serviceaccount:ops:kms"})
     assert not trust.allows(policy, caller, {})
     assert not trust.allows(policy, trust.Caller(federated="acs:ram::1:oidc-provider/x"), {"oidc:sub": "x"})
+
+
+def test_the_credentials_library_assumes_a_role_over_https_trusting_the_emulators_ca(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The library always speaks https to a bare host:port, and verifies it with the default CA paths (which
+    # honour SSL_CERT_FILE) plus certifi: how an operator reaches an STS behind a private CA.
+    with run_emulator(accounts=parse_document(DOCUMENT), tls=True) as tls_emu:
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls_emu.ca_file))
+        provider = RamRoleArnCredentialsProvider(
+            credentials_provider=StaticAKCredentialsProvider(
+                access_key_id="ak-operator", access_key_secret="operator-secret"
+            ),
+            role_arn=ROLE_ARN,
+            role_session_name="over-tls",
+            sts_endpoint=tls_emu.endpoint,
+        )
+        credentials = provider.get_credentials()
+        assert credentials.get_access_key_id().startswith("STS.")
+        assert [r.account_id for r in tls_emu.sts_calls() if r.status == 200] == [TEAM]
