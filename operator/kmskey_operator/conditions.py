@@ -2,6 +2,10 @@
 
 A condition keeps its lastTransitionTime while its status does not change, carries the generation it
 was computed for, and is `Unknown` until the operator has looked at the resource once.
+
+`Stalled` and `Reconciling` are derived from `Synced` (see `kstatus`), so that tools built on kstatus
+(Flux, `kstatus`-based waits) tell a KmsKey that failed for good from one still converging: to them
+`Ready=False` alone means "in progress" forever.
 """
 
 from __future__ import annotations
@@ -11,7 +15,24 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kmskey_operator import names
+
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+
+# Synced reasons that no retry can fix: the spec, the credentials or the key itself must change first.
+STALLED_REASONS = frozenset(
+    {
+        names.REASON_INVALID_SPEC,
+        names.REASON_ACCESS_DENIED,
+        names.REASON_FORCE_NEW_CONFLICT,
+        names.REASON_KEY_CLAIMED,
+        names.REASON_KEY_NOT_FOUND,
+        names.REASON_NOT_OWNED,
+        names.REASON_KEY_PENDING_DELETION,
+        names.REASON_DELETION_BLOCKED,
+        names.REASON_KEY_DISABLED,  # a change the key's state blocks (rotation of a Disabled key)
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,3 +82,29 @@ def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[
         if condition.get("type") == type_:
             return condition
     return None
+
+
+def kstatus(synced: Condition, *, retrying: bool) -> list[Condition]:
+    """kstatus's `Stalled` and `Reconciling` for a pass that ended with `synced`.
+
+    Stalled=True (kstatus: Failed) when Synced is False for a reason in STALLED_REASONS, or for a KMS refusal
+    the operator does not retry (`KmsRejected` without a retry); Reconciling=True (kstatus: InProgress)
+    while a transient failure is retried. Never both True: kstatus reads the first True one it meets.
+    """
+    failed = synced.status == FALSE and (
+        synced.reason in STALLED_REASONS or (synced.reason == names.REASON_KMS_REJECTED and not retrying)
+    )
+    if failed:
+        return [
+            Condition(names.STALLED, TRUE, synced.reason, synced.message),
+            Condition(names.RECONCILING, FALSE, synced.reason, "the operator waits for a change to retry"),
+        ]
+    if synced.status == FALSE and retrying and synced.reason != names.REASON_PAUSED:
+        return [
+            Condition(names.STALLED, FALSE, synced.reason, "a transient failure: retried with backoff"),
+            Condition(names.RECONCILING, TRUE, synced.reason, synced.message),
+        ]
+    return [
+        Condition(names.STALLED, FALSE, synced.reason, ""),
+        Condition(names.RECONCILING, FALSE, synced.reason, ""),
+    ]

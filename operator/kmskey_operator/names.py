@@ -29,6 +29,10 @@ RESERVED_TAG_PREFIXES: Final = ("aliyun", "acs:")
 # Condition types (Kubernetes API conventions: PascalCase adjectives).
 READY: Final = "Ready"
 SYNCED: Final = "Synced"
+# kstatus's standard conditions (sigs.k8s.io/cli-utils), read by Flux and kstatus-based tools: Stalled=True
+# means "failed, needs a person", Reconciling=True "a transient failure is being retried".
+STALLED: Final = "Stalled"
+RECONCILING: Final = "Reconciling"
 
 # Event and condition reasons: one CamelCase word each.
 REASON_CREATED: Final = "Created"
@@ -54,3 +58,4 @@ REASON_RETAINED: Final = "Retained"
 REASON_DELETION_SCHEDULED: Final = "DeletionScheduled"
 REASON_DELETION_BLOCKED: Final = "DeletionBlocked"
 REASON_NOT_OWNED: Final = "NotOwned"
+REASON_KEY_CLAIMED: Final = "KeyClaimed"

@@ -301,8 +301,14 @@ class _Report:
 
     def finish(self, *, synced_generation: bool = True) -> Outcome:
         status = self.outcome.status
+        synced = [c for c in self._conditions if c.type == names.SYNCED]
+        derived = (
+            conditions.kstatus(synced[-1], retrying=self.outcome.retry_after is not None) if synced else []
+        )
         status["conditions"] = conditions.merge(
-            self.resource.status.get("conditions"), self._conditions, generation=self.resource.generation
+            self.resource.status.get("conditions"),
+            [*self._conditions, *derived],
+            generation=self.resource.generation,
         )
         status["lastSyncTime"] = conditions.now_rfc3339()
         if synced_generation:
