@@ -46,8 +46,12 @@ dev-down: ## stop exactly the processes dev-up started
 dev-status: ## show what dev-up started and whether it is still running
 	@$(BIN)/python -m tests.harness.devenv status
 
+.PHONY: go-tools
+go-tools: venv ## build (once) and cache kstatus (hack/kstatus) and helm-docs from Go modules
+	@VENV=$(VENV) bash hack/build-go-tools.sh >/dev/null
+
 .PHONY: setup
-setup: venv tools control-plane ## everything the tests need, from scratch
+setup: venv tools control-plane go-tools ## everything the tests need, from scratch
 
 .PHONY: lint
 lint: venv lint-docker ## ruff, and hadolint + shellcheck (lint-docker)
@@ -61,6 +65,7 @@ typecheck: venv ## mypy --strict
 .PHONY: test
 test: setup lint typecheck ## set-up from scratch, lint, type-check, and every test tier
 	KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh | sed -n 's/^KUBE_BIN=//p') \
+	  GO_TOOLS=$$(VENV=$(VENV) bash hack/build-go-tools.sh | sed -n 's/^GO_TOOLS=//p') \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 CHAOS_RESULTS ?= tests/chaos/results/latest.json

@@ -81,6 +81,11 @@ def test_schema_enums_match_the_model(version: dict[str, Any], field: str, value
     assert tuple(_spec_schema(version)["properties"][field]["enum"]) == values
 
 
+def test_a_kmskey_the_operator_has_not_seen_reads_generation_zero_observed(version: dict[str, Any]) -> None:
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status["default"] == {"observedGeneration": 0}
+
+
 def test_status_lists_its_fields_and_only_kopf_preserves_unknown_fields(version: dict[str, Any]) -> None:
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert "x-kubernetes-preserve-unknown-fields" not in status
