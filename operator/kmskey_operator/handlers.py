@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import socket
 import time
 from typing import Any
 
@@ -149,6 +150,11 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
         prefix=names.GROUP, key="last-handled-configuration"
     )
     kopf_settings.posting.level = logging.WARNING  # our own events are posted explicitly
+    # Events say who posted them (`kubectl describe`'s "From", reportingComponent): us, not kopf; the
+    # instance is the pod (its hostname), so with HA the active replica is named.
+    kopf_settings.posting.reporting_component = names.COMPONENT
+    kopf_settings.posting.reporting_instance = socket.gethostname()
+    kopf_settings.posting.event_name_prefix = f"{names.COMPONENT}-"
     kopf_settings.execution.max_workers = 64
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.client_timeout = 330

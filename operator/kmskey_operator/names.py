@@ -34,6 +34,9 @@ SYNCED: Final = "Synced"
 STALLED: Final = "Stalled"
 RECONCILING: Final = "Reconciling"
 
+# How the operator names itself in Events (reportingComponent, source.component) and their generated names.
+COMPONENT: Final = "kmskey-operator"
+
 # Event and condition reasons: one CamelCase word each.
 REASON_CREATED: Final = "Created"
 REASON_ADOPTED: Final = "Adopted"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -261,6 +262,22 @@ def test_adoption_is_an_event_naming_the_key(
     wait_ready(kubectl, obs_namespace, "adopted", TIMEOUT)
     assert wait_event(kubectl, obs_namespace, "adopted", "Adopted")["message"] == f"Adopted KMS key {key_id}"
     kubectl("delete", "kmskey", "adopted", "-n", obs_namespace)
+
+
+def test_events_name_the_operator_as_their_reporting_component(
+    operator: OperatorProcess, kubectl: Kubectl, obs_namespace: str
+) -> None:
+    apply(kubectl, obs_namespace, "reporter", {"description": "who posted this"})
+    wait_event(kubectl, obs_namespace, "reporter", "Created")
+    posted = events(kubectl, obs_namespace)
+    assert posted
+    for event in posted:
+        # What `kubectl describe` shows as "From", and what events.k8s.io/v1 readers filter on.
+        assert event["reportingComponent"] == "kmskey-operator", event
+        assert event["source"]["component"] == "kmskey-operator", event
+        assert event["reportingInstance"] == socket.gethostname(), event  # the pod, in a cluster
+        assert event["metadata"]["name"].startswith("kmskey-operator-"), event
+    kubectl("delete", "kmskey", "reporter", "-n", obs_namespace)
 
 
 def test_a_kms_outage_posts_one_warning_with_code_and_request_id_not_one_per_retry(
