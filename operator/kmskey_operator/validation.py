@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kmskey_operator import model, names, normalize
+from kmskey_operator import model, names, normalize, policy
 
 MAX_TAGS = 20
 MAX_TAG_CHARS = 128
@@ -32,6 +32,7 @@ MAX_DESCRIPTION_CHARS = 8192
 PENDING_WINDOW_DAYS = (7, 366)
 _TAG_CHARS = re.compile(r"^[A-Za-z0-9/\\_\-.+=:@]*$")
 _TAG_CHARSET_TEXT = r"letters, digits and / \ _ - . + = : @"
+_DIGITS_AND_UNIT = re.compile(r"^[0-9]+[dhms]$")
 
 # Which usages each key spec supports (KMS CreateKey capability table).
 _USAGES_BY_SPEC: dict[str, tuple[str, ...]] = {
@@ -271,19 +272,19 @@ def _rotation(spec: model.KmsKeySpec, errors: list[Problem], warnings: list[str]
             )
     if spec.rotation_interval is None:
         return
+    out_of_range = (
+        f"{spec.rotation_interval} is out of range: it must be between 7 and 730 days (7d to 730d, "
+        f"{normalize.MIN_ROTATION_SECONDS}s to {normalize.MAX_ROTATION_SECONDS}s)"
+    )
     try:
         seconds = normalize.interval_seconds(spec.rotation_interval)
     except ValueError as error:
-        errors.append(Problem("spec.rotationInterval", str(error)))
+        # The CRD's pattern admits any number of digits; interval_seconds reads at most 12 of them.
+        too_long = _DIGITS_AND_UNIT.match(spec.rotation_interval.strip())
+        errors.append(Problem("spec.rotationInterval", out_of_range if too_long else str(error)))
         return
     if not normalize.MIN_ROTATION_SECONDS <= seconds <= normalize.MAX_ROTATION_SECONDS:
-        errors.append(
-            Problem(
-                "spec.rotationInterval",
-                f"{spec.rotation_interval} ({seconds}s) is out of range; use 7d to 730d "
-                f"({normalize.MIN_ROTATION_SECONDS}s to {normalize.MAX_ROTATION_SECONDS}s)",
-            )
-        )
+        errors.append(Problem("spec.rotationInterval", out_of_range))
     elif not spec.wants_rotation:
         warnings.append(
             "spec.rotationInterval is ignored while automatic rotation is off; set "
@@ -303,18 +304,13 @@ def _policy(spec: model.KmsKeySpec, errors: list[Problem], warnings: list[str]) 
         )
         return
     try:
-        document = json.loads(spec.policy)
-    except ValueError as error:
+        document = policy.parse(spec.policy)
+    except policy.NotJson as error:
         errors.append(Problem("spec.policy", f"is not valid JSON ({error}); write a JSON object"))
         return
-    if not isinstance(document, dict):
-        errors.append(
-            Problem("spec.policy", 'must be a JSON object such as {"Version": "1", "Statement": []}')
-        )
-    elif document.get("Version") != "1":
-        errors.append(
-            Problem("spec.policy", f'needs "Version": "1" (found {json.dumps(document.get("Version"))})')
-        )
+    faults = policy.problems(document)
+    if faults:
+        errors.append(Problem("spec.policy", "is not a KMS key policy: " + "; ".join(faults)))
 
 
 def _tags(spec: model.KmsKeySpec, errors: list[Problem], warnings: list[str]) -> None:

@@ -166,7 +166,6 @@ def test_the_webhook_writes_a_url_configuration_with_its_ca_and_the_agreed_polic
     [
         ({"secretName": "db"}, ["spec.secretName", "KMS secret, not a key", "spec.keyId"]),
         ({"certificateId": "c-1"}, ["spec.certificateId", "KMS certificate, not a key"]),
-        ({"status": "PendingDeletion"}, ["spec.status", "deletionPolicy: Delete"]),
         ({"keySpec": "EC_P256", "keyUsage": "ENCRYPT/DECRYPT"}, ["spec.keyUsage", "use SIGN/VERIFY"]),
         ({"keyUsage": "SIGN/VERIFY"}, ["spec.keyUsage", "the default when spec.keySpec is unset"]),
         (
@@ -184,6 +183,12 @@ def test_the_webhook_writes_a_url_configuration_with_its_ca_and_the_agreed_polic
         ),
         ({"policy": "{not json"}, ["spec.policy", "not valid JSON"]),
         ({"policy": '{"Version": "2"}'}, ["spec.policy", '"Version": "1"']),
+        ({"policy": '{"Version": "1", "Statement": "allow everything"}'}, ["spec.policy", "$.Statement is"]),
+        ({"policy": '{"Version": "1", "Statement": [], "Sid": NaN}'}, ["spec.policy", "NaN"]),
+        (
+            {"enableAutomaticRotation": True, "rotationInterval": "9999999999999999999999s"},
+            ["spec.rotationInterval", "between 7 and 730 days"],
+        ),
         ({"policyName": "default"}, ["spec.policyName", "spec.policy"]),
         ({"tags": {"aliyun-x": "1"}}, ["spec.tags[aliyun-x]", "reserved by KMS"]),
         ({"tags": {names.OWNER_TAG_KEY: "u"}}, [f"spec.tags[{names.OWNER_TAG_KEY}]", "reserved"]),
@@ -225,7 +230,13 @@ def test_the_seed_example_is_admitted(webhook: Webhook, kubectl: Kubectl) -> Non
     policy = {
         "Version": "1",
         "Statement": [
-            {"Action": ["kms:*"], "Resource": ["*"], "Effect": "Allow", "Sid": "kms default key policy"}
+            {
+                "Action": ["kms:*"],
+                "Resource": ["*"],
+                "Effect": "Allow",
+                "Principal": {"RAM": ["acs:ram::1192853035118460:*"]},
+                "Sid": "kms default key policy",
+            }
         ],
     }
     spec = {
@@ -333,9 +344,19 @@ def test_before_the_key_exists_force_new_fields_may_change(webhook: Webhook, kub
 def test_an_update_breaking_a_spec_rule_is_refused(webhook: Webhook, kubectl: Kubectl) -> None:
     name, ns = unique("rule"), webhook.namespace
     assert apply(kubectl, ns, kmskey(name, {})).returncode == 0
-    result = patch(kubectl, ns, name, {"spec": {"status": "PendingDeletion"}})
+    result = patch(kubectl, ns, name, {"spec": {"policyName": "default"}})
     assert REFUSED in result.stderr
-    assert "spec.status" in result.stderr
+    assert "spec.policyName" in result.stderr
+
+
+def test_pending_deletion_is_not_a_status_the_schema_offers(webhook: Webhook, kubectl: Kubectl) -> None:
+    result = apply(kubectl, webhook.namespace, kmskey(unique("pending"), {"status": "PendingDeletion"}))
+    assert result.returncode != 0
+    assert 'Unsupported value: "PendingDeletion"' in result.stderr
+    assert '"Enabled", "Disabled"' in result.stderr
+    explained = kubectl("explain", "kmskey.spec.status").stdout
+    assert "PendingDeletion" in explained
+    assert "deletionPolicy Delete" in explained
 
 
 def test_metadata_and_status_updates_of_an_existing_key_pass(webhook: Webhook, kubectl: Kubectl) -> None:

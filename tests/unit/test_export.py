@@ -12,7 +12,12 @@ from kmskey_operator.reconcile import export
 from kmskey_operator.reconcile.diff import diff
 
 POLICY = json.dumps(
-    {"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["kms:*"], "Resource": ["*"]}]}
+    {
+        "Version": "1",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"RAM": ["*"]}, "Action": ["kms:*"], "Resource": ["*"]}
+        ],
+    }
 )
 
 

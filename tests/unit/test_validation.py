@@ -26,6 +26,7 @@ SEED_POLICY = json.dumps(
         ],
     }
 )
+SEED_STATEMENT: dict[str, Any] = json.loads(SEED_POLICY)["Statement"][0]
 # The seed's example, in camelCase.
 SEED_SPEC: dict[str, Any] = {
     "protectionLevel": "SOFTWARE",
@@ -267,6 +268,16 @@ def test_intervals_out_of_range_are_refused(interval: str) -> None:
     assert "7d to 730d" in message
 
 
+@pytest.mark.parametrize("interval", ["9999999999999999999999s", "1000000000000d"])
+def test_an_interval_of_too_many_digits_is_out_of_range_not_malformed(interval: str) -> None:
+    # The CRD's pattern (^[0-9]+[dhms]$) admits these; the message must say what the range is.
+    message = only_error(
+        {"enableAutomaticRotation": True, "rotationInterval": interval}, "spec.rotationInterval"
+    )
+    assert "between 7 and 730 days" in message
+    assert "not an integer" not in message
+
+
 def test_a_malformed_interval_is_refused_with_an_example() -> None:
     message = only_error({"enableAutomaticRotation": True, "rotationInterval": "1w"}, "spec.rotationInterval")
     assert "7d" in message
@@ -303,8 +314,87 @@ def test_policy_is_limited_to_32768_utf8_bytes() -> None:
     policy = json.dumps({"Version": "1", "Sid": "é" * 16385}, ensure_ascii=False)
     assert len(policy) < 32768 < len(policy.encode())
     assert "32768 bytes" in only_error({"policy": policy}, "spec.policy")
-    fits = json.dumps({"Version": "1", "Sid": "x" * (32768 - 30)})
+    fits = json.dumps({"Version": "1", "Statement": [], "Sid": "x" * (32768 - 50)})
     assert validate_spec({"policy": fits}).allowed
+
+
+@pytest.mark.parametrize(
+    ("document", "path", "advice"),
+    [
+        ({"Version": "1", "Statement": "allow everything"}, '$.Statement is "allow everything"', "a list"),
+        ({"Version": "1"}, "$.Statement is missing", '"Effect": "Allow"'),
+        (
+            {"Version": "1", "Statement": [{**SEED_STATEMENT, "Effect": "Maybe"}]},
+            "$.Statement[0].Effect",
+            "Deny",
+        ),
+        ({"Version": "1", "Statement": [SEED_STATEMENT, "everything"]}, "$.Statement[1] is", "an object"),
+        ({"Version": "1", "Statement": [{**SEED_STATEMENT, "Action": []}]}, "$.Statement[0].Action", "kms:*"),
+        (
+            {"Version": "1", "Statement": [{**SEED_STATEMENT, "Action": "kms:*", "Resource": 7}]},
+            ".Resource",
+            '"*"',
+        ),
+        (
+            {"Version": "1", "Statement": [{k: v for k, v in SEED_STATEMENT.items() if k != "Principal"}]},
+            "$.Statement[0].Principal is missing",
+            "acs:ram::",
+        ),
+        ({"Version": "1", "Statement": [{**SEED_STATEMENT, "Principal": {"RAM": 1}}]}, ".Principal", "RAM"),
+        (
+            {"Version": "1", "Statement": [{**SEED_STATEMENT, "Sid": 1, "Condition": []}]},
+            ".Sid is 1",
+            "string",
+        ),
+    ],
+    ids=[
+        "statement-not-a-list",
+        "no-statement",
+        "effect-maybe",
+        "statement-not-an-object",
+        "empty-action",
+        "resource-not-a-string",
+        "no-principal",
+        "principal-not-strings",
+        "sid-not-a-string",
+    ],
+)
+def test_json_that_is_not_a_kms_policy_is_refused_naming_the_json_path(
+    document: dict[str, Any], path: str, advice: str
+) -> None:
+    message = only_error({"policy": json.dumps(document)}, "spec.policy")
+    assert message.startswith("is not a KMS key policy: ")
+    assert path in message
+    assert advice in message
+
+
+def test_every_fault_of_a_policy_is_named_at_once() -> None:
+    document = {"Version": "2", "Statement": [{"Effect": "Maybe", "Action": ["kms:*"], "Resource": ["*"]}]}
+    message = only_error({"policy": json.dumps(document)}, "spec.policy")
+    for path in ("$.Version", "$.Statement[0].Effect", "$.Statement[0].Principal"):
+        assert path in message
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_policy_with_a_number_json_cannot_hold_is_not_json(constant: str) -> None:
+    text = '{"Version": "1", "Statement": [], "Sid": ' + constant + "}"
+    message = only_error({"policy": text}, "spec.policy")
+    assert "is not valid JSON" in message
+    assert constant in message
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        json.loads(SEED_POLICY),
+        {"Version": "1", "Statement": []},
+        {"Version": "1", "Statement": [{**SEED_STATEMENT, "Action": "kms:Encrypt", "Resource": "*"}]},
+        {"Version": "1", "Statement": [{**SEED_STATEMENT, "Effect": "Deny", "Condition": {"Bool": {}}}]},
+    ],
+    ids=["seed", "no-statements", "strings", "deny-with-condition"],
+)
+def test_well_formed_policies_are_valid(document: dict[str, Any]) -> None:
+    assert validate_spec({"policy": json.dumps(document)}).allowed
 
 
 def test_policy_name_needs_a_policy() -> None:
