@@ -27,10 +27,22 @@ class RedactSecrets(logging.Filter):
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__()
         env = os.environ if env is None else env
-        secrets = [env[v] for v in _SECRET_VARIABLES if len(env.get(v, "")) >= 8]
-        forms = {form for s in secrets for form in (s, base64.b64encode(s.encode()).decode())}
-        longest_first = sorted(forms, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(f) for f in longest_first)) if forms else None
+        self._forms: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        for secret in [env[v] for v in _SECRET_VARIABLES if len(env.get(v, "")) >= 8] + list(_REGISTERED):
+            self.add(secret)
+        _REDACTORS.append(self)
+
+    def add(self, secret: str) -> None:
+        """Blank this value (and its base64 form) too: credentials read at run time, e.g. from a Secret."""
+        if len(secret) < 8:
+            return
+        forms = {secret, base64.b64encode(secret.encode()).decode()}
+        if forms <= self._forms:
+            return
+        self._forms |= forms
+        longest_first = sorted(self._forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(f) for f in longest_first))
 
     def redact(self, text: str) -> str:
         return self._pattern.sub("[REDACTED]", text) if self._pattern is not None else text
@@ -42,6 +54,19 @@ class RedactSecrets(logging.Filter):
                 record.msg = self._pattern.sub("[REDACTED]", message)
                 record.args = None
         return True
+
+
+_REDACTORS: list[RedactSecrets] = []
+_REGISTERED: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """A credential the operator came to know (a provider config's Secret, a ServiceAccount token): no log
+    line will show it, in any redactor made before or after."""
+    if len(value) >= 8 and value not in _REGISTERED:
+        _REGISTERED.add(value)
+        for redactor in _REDACTORS:
+            redactor.add(value)
 
 
 class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -41,6 +41,26 @@ class Settings:
     """KMSKEY_READ_QPS: Describe/List/Get calls per second per region (KMS quota: 20). 0 = unlimited."""
     write_qps: float = 10.0
     """KMSKEY_WRITE_QPS: other write calls per second per region (KMS quota: 10). 0 = unlimited."""
+    sts_endpoint: str | None = None
+    """KMSKEY_STS_ENDPOINT: host[:port] of STS (AssumeRole, AssumeRoleWithOIDC, GetCallerIdentity) for
+    provider configs that name none; default sts.<region>.aliyuncs.com (sts-vpc.<region>... with
+    KMS_ENDPOINT_TYPE vpc). Reached over KMS_PROTOCOL."""
+    # --- provider configs (accounts; see accounts/ and the README's "Accounts and provider configs") ---
+    cluster_provider_config: str = ""
+    """KMSKEY_CLUSTER_PROVIDER_CONFIG: name of the ClusterKmsProviderConfig serving KmsKeys that name no
+    config and whose namespace has no `default` KmsProviderConfig (if its namespaceSelector admits them)."""
+    operator_credentials_fallback: bool = True
+    """KMSKEY_OPERATOR_CREDENTIALS_FALLBACK: whether KmsKeys that no provider config serves use the operator's
+    own credentials (true: as before provider configs existed); false refuses them (NoProviderConfig)."""
+    default_credentials: str = "cluster"
+    """KMSKEY_DEFAULT_CREDENTIALS: which provider configs may use `source: Default` (the operator's own
+    credentials, also as an AssumeRole base): `none`, `cluster` (ClusterKmsProviderConfigs only) or `all`."""
+    credentials_recheck_seconds: float = 30.0
+    """KMSKEY_CREDENTIALS_RECHECK_SECONDS: a provider config's Secret (and namespace labels) read longer ago
+    is read again before its next use, so a rotated Secret takes effect within this many seconds."""
+    provider_config_check_seconds: float = 300.0
+    """KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS: how often each provider config's credentials are checked
+    against STS for its status (Ready, account ID)."""
     # --- reconciling ---
     resync_seconds: float = 600.0
     """KMSKEY_RESYNC_SECONDS: how often each key is re-read to find drift (annotation overrides)."""
@@ -75,6 +95,12 @@ class Settings:
     """KMSKEY_PEERING_LIFETIME_SECONDS: seconds a replica's keep-alive is valid; a killed active replica
     is replaced after at most this long (keep-alives are sent every lifetime - 5..10 s)."""
 
+    def sts_endpoint_for(self, region_id: str) -> str:
+        if self.sts_endpoint:
+            return self.sts_endpoint
+        infix = "sts-vpc" if self.kms_endpoint_type == "vpc" else "sts"
+        return f"{infix}.{region_id}.aliyuncs.com"
+
     def endpoint_for(self, region_id: str) -> str:
         if self.kms_endpoint:
             return self.kms_endpoint
@@ -107,6 +133,19 @@ class Settings:
             raise SettingsError(
                 f"KMS_ENDPOINT={self.kms_endpoint!r}: give host[:port] only; set KMS_PROTOCOL for the scheme"
             )
+        if self.sts_endpoint and "://" in self.sts_endpoint:
+            raise SettingsError(
+                f"KMSKEY_STS_ENDPOINT={self.sts_endpoint!r}: give host[:port] only; KMS_PROTOCOL sets the "
+                "scheme"
+            )
+        if self.default_credentials not in ("none", "cluster", "all"):
+            raise SettingsError(
+                f"KMSKEY_DEFAULT_CREDENTIALS={self.default_credentials!r}: use none, cluster or all"
+            )
+        if self.credentials_recheck_seconds <= 0 or self.provider_config_check_seconds <= 0:
+            raise SettingsError(
+                "KMSKEY_CREDENTIALS_RECHECK_SECONDS and KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS must be positive"
+            )
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"KMSKEY_LOG_FORMAT={self.log_format!r}: use text or json")
         if self.resync_seconds <= 0:
@@ -127,6 +166,12 @@ ENV_VARS: dict[str, str] = {
     "kms_connect_timeout_ms": "KMSKEY_KMS_CONNECT_TIMEOUT_MS",
     "kms_read_timeout_ms": "KMSKEY_KMS_READ_TIMEOUT_MS",
     "kms_call_retries": "KMSKEY_KMS_CALL_RETRIES",
+    "sts_endpoint": "KMSKEY_STS_ENDPOINT",
+    "cluster_provider_config": "KMSKEY_CLUSTER_PROVIDER_CONFIG",
+    "operator_credentials_fallback": "KMSKEY_OPERATOR_CREDENTIALS_FALLBACK",
+    "default_credentials": "KMSKEY_DEFAULT_CREDENTIALS",
+    "credentials_recheck_seconds": "KMSKEY_CREDENTIALS_RECHECK_SECONDS",
+    "provider_config_check_seconds": "KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS",
     "create_qps": "KMSKEY_CREATE_QPS",
     "read_qps": "KMSKEY_READ_QPS",
     "write_qps": "KMSKEY_WRITE_QPS",

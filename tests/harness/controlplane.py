@@ -180,6 +180,16 @@ class ControlPlane:
         return self._require_pki().ca_cert
 
     @property
+    def service_account_issuer(self) -> str:
+        """The `iss` of the ServiceAccount tokens this API server signs (an OIDC provider's issuer URL)."""
+        return self.server
+
+    @property
+    def service_account_public_key(self) -> Path:
+        """The PEM public key that verifies those tokens (what an OIDC provider in RAM would publish)."""
+        return self._require_pki().sa_public_key
+
+    @property
     def records(self) -> list[ProcessRecord]:
         return [p.record for p in self.processes]
 

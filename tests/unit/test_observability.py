@@ -201,6 +201,17 @@ def test_secret_values_and_their_base64_are_blanked_from_whole_lines() -> None:
     assert line.count("[REDACTED]") == 2
 
 
+def test_a_secret_registered_at_run_time_is_blanked_by_redactors_made_before_and_after() -> None:
+    earlier = logs.RedactSecrets({})
+    secret = "run-time-secret-" + "x7" * 8
+    logs.register_secret(secret)
+    later = logs.RedactSecrets({})
+    line = f"key {secret} and {base64.b64encode(secret.encode()).decode()}"
+
+    assert earlier.redact(line) == "key [REDACTED] and [REDACTED]"
+    assert later.redact(line) == "key [REDACTED] and [REDACTED]"
+
+
 # --- settings -------------------------------------------------------------------------------------------
 
 

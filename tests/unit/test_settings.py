@@ -64,3 +64,33 @@ def test_every_setting_has_an_environment_variable() -> None:
 def test_a_bad_value_is_refused_naming_its_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+def test_provider_config_settings_default_to_the_single_account_behaviour() -> None:
+    settings = Settings.from_env({})
+    assert settings.operator_credentials_fallback is True
+    assert settings.default_credentials == "cluster"
+    assert settings.cluster_provider_config == ""
+    assert settings.sts_endpoint_for("cn-shanghai") == "sts.cn-shanghai.aliyuncs.com"
+    assert Settings.from_env({"KMS_ENDPOINT_TYPE": "vpc"}).sts_endpoint_for("cn-shanghai") == (
+        "sts-vpc.cn-shanghai.aliyuncs.com"
+    )
+    pinned = Settings.from_env({"KMSKEY_STS_ENDPOINT": "127.0.0.1:1234"})
+    assert pinned.sts_endpoint_for("cn-shanghai") == "127.0.0.1:1234"
+    assert (
+        Settings.from_env({"KMSKEY_OPERATOR_CREDENTIALS_FALLBACK": "false"}).operator_credentials_fallback
+        is False
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"KMSKEY_DEFAULT_CREDENTIALS": "everyone"}, "KMSKEY_DEFAULT_CREDENTIALS"),
+        ({"KMSKEY_STS_ENDPOINT": "https://sts.aliyuncs.com"}, "KMSKEY_STS_ENDPOINT"),
+        ({"KMSKEY_CREDENTIALS_RECHECK_SECONDS": "0"}, "KMSKEY_CREDENTIALS_RECHECK_SECONDS"),
+    ],
+)
+def test_bad_provider_config_settings_name_their_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)

@@ -101,7 +101,16 @@ class AssumeRoleSource:
         return SourceKind.ASSUME_ROLE
 
 
-Source = SecretSource | RrsaSource | AssumeRoleSource | DefaultSource
+@dataclasses.dataclass(frozen=True)
+class InvalidSource:
+    """A config whose spec cannot be parsed: it exists (so selection never skips past it), but serves no
+    credentials; `message` names the field and says what to fix."""
+
+    message: str
+
+
+ParsedSource = SecretSource | RrsaSource | AssumeRoleSource | DefaultSource
+Source = ParsedSource | InvalidSource
 
 
 def uses_operator_credentials(source: Source) -> bool:
@@ -169,6 +178,29 @@ class ProviderConfig:
         return self.namespace_selector is None or self.namespace_selector.admits(namespace_labels)
 
 
+def config_or_invalid(body: Mapping[str, Any], kind: ConfigKind) -> ProviderConfig:
+    """parse_config, or for a bad spec a config with an InvalidSource (and, for a cluster config whose
+    selector cannot be read, one that admits no namespace)."""
+    try:
+        return parse_config(body, kind)
+    except ConfigError as error:
+        metadata = body.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or "") if kind is ConfigKind.NAMESPACED else None
+        selector = None
+        if kind is ConfigKind.CLUSTER:
+            try:
+                selector = _selector((body.get("spec") or {}).get("namespaceSelector"))
+            except ConfigError:
+                selector = NamespaceSelector(requirements=(Requirement("", "In", ()),))  # admits nothing
+        return ProviderConfig(
+            ref=ConfigRef(kind, str(metadata.get("name") or ""), namespace),
+            uid=str(metadata.get("uid") or ""),
+            generation=int(metadata.get("generation") or 0),
+            source=InvalidSource(str(error)),
+            namespace_selector=selector,
+        )
+
+
 def parse_config(body: Mapping[str, Any], kind: ConfigKind) -> ProviderConfig:
     """A provider config from its body, or ConfigError naming the first bad field."""
     metadata = body.get("metadata") or {}
@@ -204,7 +236,7 @@ def parse_config(body: Mapping[str, Any], kind: ConfigKind) -> ProviderConfig:
     )
 
 
-def _source(raw: Any, where: str, ref: ConfigRef, default_session: str, *, nested: bool) -> Source:
+def _source(raw: Any, where: str, ref: ConfigRef, default_session: str, *, nested: bool) -> ParsedSource:
     if not isinstance(raw, Mapping):
         raise ConfigError(where, "an object with `source` is required")
     text = raw.get("source")

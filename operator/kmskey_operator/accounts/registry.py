@@ -1,0 +1,541 @@
+"""The one home that answers "which credentials and which rate limiter serve this KmsKey".
+
+`Registry.target_for(resource)` resolves spec.providerConfigRef (or the defaults, see selection.py) to a
+provider config, the config to credentials, and the credentials to an account (STS GetCallerIdentity), and
+hands the reconciler a `Target`: the gateway to call, the region of keys that declare none, and what to
+record in status. Per account (and region) there is one client-side rate limiter, shared by every config
+that resolves to that account, so account A's burst never waits on account B's quota; per credentials there
+is one gateway (its SDK clients per endpoint).
+
+Secrets are re-read on use, not watched: a Secret read more than `credentials_recheck_seconds` ago is read
+again before the next call, and at once after KMS refuses the credentials, so a rotated Secret takes effect
+within that time without a restart. (A watch would need list/watch on every Secret of every namespace the
+operator serves, and would hold them all in memory; a read by name needs only `get`, and only where configs
+live.) ServiceAccount tokens for RRSA are requested (TokenRequest) and written to a private file that the
+credentials library reads; they are renewed at half their lifetime. Credential values exist only inside the
+credentials providers: the registry keeps a fingerprint, never the values, and registers them with the log
+redactor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kmskey_operator import logs
+from kmskey_operator.accounts import selection
+from kmskey_operator.accounts.config import (
+    AssumeRoleSource,
+    BaseSource,
+    DefaultSource,
+    InvalidSource,
+    ProviderConfig,
+    RrsaSource,
+    SecretSource,
+    Source,
+    config_or_invalid,
+    uses_operator_credentials,
+)
+from kmskey_operator.accounts.kube import ClusterReader, ReadError
+from kmskey_operator.accounts.refs import ConfigKind, ConfigRef, parse_record, parse_ref
+from kmskey_operator.accounts.selection import Refused, Selected
+from kmskey_operator.kms import sts
+from kmskey_operator.kms.errors import KmsError
+from kmskey_operator.kms.gateway import KmsGateway
+from kmskey_operator.kms.ratelimit import RateLimiter
+from kmskey_operator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+PROVIDER_CONFIG_NOT_READY = "ProviderConfigNotReady"
+TOKEN_SECONDS = 3600
+_CREDENTIAL_ERRORS = (
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidSecurityToken",
+    "InvalidCredentials",
+    "Forbidden.AccessKey",
+    "IncompleteSignature",
+)
+
+
+def is_credentials_error(error: KmsError) -> bool:
+    """KMS refused who signed, not what was asked: the credentials are wrong, expired or disabled."""
+    return error.code.startswith(_CREDENTIAL_ERRORS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What serves one KmsKey: the gateway to call, its default region, and what status records."""
+
+    gateway: KmsGateway
+    default_region: str
+    record: str  # status.providerConfig
+    account_id: str  # "" for the operator's own credentials (their account is read from key ARNs)
+    ref: ConfigRef | None
+    name: str  # how messages name it
+
+    def status_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"providerConfig": self.record}
+        if self.account_id:
+            fields["accountId"] = self.account_id
+        return fields
+
+
+@dataclasses.dataclass(frozen=True)
+class Unresolved:
+    """No target: `reason` is a Synced=False reason, `message` names the config and what to do."""
+
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigCheck:
+    """A config's health, for its status."""
+
+    ready: bool
+    reason: str
+    message: str
+    account_id: str = ""
+    identity_arn: str = ""
+
+
+class CredentialsProblem(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclasses.dataclass
+class _Resolved:
+    fingerprint: str
+    generation: int
+    identity: sts.CallerIdentity
+    gateway: KmsGateway
+    read_at: float
+
+
+class Registry:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reader: ClusterReader,
+        operator_gateway: KmsGateway,
+        observer: Any = None,
+        gateway_class: type[KmsGateway] = KmsGateway,
+        gateway_options: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        token_dir: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = selection.Policy(
+            cluster_default=settings.cluster_provider_config or None,
+            operator_fallback=settings.operator_credentials_fallback,
+        )
+        self._reader = reader
+        self._operator = operator_gateway
+        self._observer = observer
+        self._gateway_class = _with_credentials_context(gateway_class)
+        self._gateway_options = dict(gateway_options or {})
+        self._clock = clock
+        self._configs: dict[ConfigRef, ProviderConfig] = {}
+        self._resolved: dict[ConfigRef, _Resolved] = {}
+        self._limiters: dict[str, RateLimiter] = {}
+        self._labels: dict[str, tuple[Mapping[str, str], float]] = {}
+        self._tokens: dict[tuple[str, str, str], tuple[Path, float, float]] = {}
+        self._token_dir = token_dir
+
+    # -- the index of configs (fed by the kopf handlers of both kinds) ---------------------------------------
+
+    def upsert(self, body: Mapping[str, Any], kind: ConfigKind) -> ProviderConfig:
+        config = config_or_invalid(body, kind)
+        self._configs[config.ref] = config
+        return config
+
+    def remove(self, ref: ConfigRef) -> None:
+        self._configs.pop(ref, None)
+        self._resolved.pop(ref, None)
+
+    def lookup(self, ref: ConfigRef) -> ProviderConfig | None:
+        return self._configs.get(ref)
+
+    def invalidate(self, ref: ConfigRef) -> None:
+        """Re-read the config's credentials before its next use (KMS refused the current ones)."""
+        resolved = self._resolved.get(ref)
+        if resolved is not None:
+            resolved.read_at = float("-inf")
+
+    @property
+    def queued_calls(self) -> int:
+        """KMS calls waiting on any client-side rate limiter now."""
+        return self._operator.queued_calls + sum(limiter.waiting for limiter in self._limiters.values())
+
+    # -- resolution ------------------------------------------------------------------------------------------
+
+    async def target_for(
+        self, namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> Target | Unresolved:
+        """The target serving a KmsKey of `namespace` with this spec and status."""
+        try:
+            declared = parse_ref(spec.get("providerConfigRef"), namespace)
+        except ValueError as error:
+            return Unresolved(selection.PROVIDER_CONFIG_NOT_ALLOWED, f"spec.providerConfigRef: {error}")
+        recorded = parse_record(status.get("providerConfig"), namespace)
+        has_key = bool(status.get("keyId"))
+        labels: Mapping[str, str] = {}
+        if self._needs_labels(namespace, declared, recorded, has_key):
+            try:
+                labels = await self._namespace_labels(namespace)
+            except ReadError as error:
+                return Unresolved(
+                    PROVIDER_CONFIG_NOT_READY, f"cannot check cluster provider configs: {error}"
+                )
+        chosen = selection.select(
+            namespace,
+            declared,
+            recorded,
+            has_recorded_key=has_key,
+            namespace_labels=labels,
+            lookup=self.lookup,
+            policy=self.policy,
+        )
+        if isinstance(chosen, Refused):
+            return Unresolved(chosen.reason, chosen.message)
+        return await self._target(chosen)
+
+    async def target_for_ref(self, ref: ConfigRef | None) -> Target | Unresolved:
+        """The target of one config (None: the operator's own credentials), e.g. for `plan` and `import`."""
+        if ref is None:
+            return await self._target(Selected(None, "the operator's own credentials"))
+        config = self.lookup(ref)
+        if config is None:
+            return Unresolved(selection.PROVIDER_CONFIG_NOT_FOUND, f"{ref.describe()} does not exist")
+        return await self._target(Selected(config, "the named config"))
+
+    async def check(self, ref: ConfigRef) -> ConfigCheck:
+        """Resolve the config's credentials afresh and ask STS who they are: its status."""
+        config = self.lookup(ref)
+        if config is None:
+            return ConfigCheck(False, selection.PROVIDER_CONFIG_NOT_FOUND, f"{ref.describe()} does not exist")
+        self.invalidate(ref)
+        try:
+            resolved = await self._resolve(config)
+        except CredentialsProblem as problem:
+            return ConfigCheck(False, _problem_reason(config), problem.message)
+        identity = resolved.identity
+        return ConfigCheck(
+            True,
+            "CredentialsVerified",
+            f"the credentials act as {identity.arn or identity.identity_type} in account "
+            f"{identity.account_id}",
+            identity.account_id,
+            identity.arn,
+        )
+
+    async def _target(self, chosen: Selected) -> Target | Unresolved:
+        config = chosen.config
+        if config is None:
+            return Target(
+                gateway=self._operator,
+                default_region=self.settings.region_id,
+                record=chosen.record,
+                account_id="",
+                ref=None,
+                name="the operator's own credentials",
+            )
+        try:
+            resolved = await self._resolve(config)
+        except CredentialsProblem as problem:
+            return Unresolved(PROVIDER_CONFIG_NOT_READY, f"{config.ref.describe()}: {problem.message}")
+        return Target(
+            gateway=resolved.gateway,
+            default_region=config.region_id or self.settings.region_id,
+            record=chosen.record,
+            account_id=resolved.identity.account_id,
+            ref=config.ref,
+            name=f"{config.ref.describe()} (account {resolved.identity.account_id})",
+        )
+
+    def _needs_labels(
+        self, namespace: str, declared: ConfigRef | None, recorded: ConfigRef | str | None, has_key: bool
+    ) -> bool:
+        named = [r for r in (declared, recorded) if isinstance(r, ConfigRef)]
+        if any(r.kind is ConfigKind.CLUSTER for r in named):
+            return True
+        if named or recorded is not None or has_key or not self.policy.cluster_default:
+            return False
+        return self.lookup(ConfigRef(ConfigKind.NAMESPACED, selection.NAMESPACE_DEFAULT, namespace)) is None
+
+    async def _namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        cached = self._labels.get(namespace)
+        now = self._clock()
+        if cached is not None and now - cached[1] < self.settings.credentials_recheck_seconds:
+            return cached[0]
+        labels = await self._reader.namespace_labels(namespace)
+        self._labels[namespace] = (labels, now)
+        return labels
+
+    # -- credentials ---------------------------------------------------------------------------------------
+
+    async def _resolve(self, config: ProviderConfig) -> _Resolved:
+        cached = self._resolved.get(config.ref)
+        now = self._clock()
+        if (
+            cached is not None
+            and cached.generation == config.generation
+            and now - cached.read_at < self.settings.credentials_recheck_seconds
+        ):
+            return cached
+        material = await self._material(config, config.source)
+        fingerprint = hashlib.sha256(
+            "\n".join([material.fingerprint, config.endpoint or "", config.sts_endpoint or ""]).encode()
+        ).hexdigest()
+        if (
+            cached is not None
+            and cached.fingerprint == fingerprint
+            and cached.generation == config.generation
+        ):
+            cached.read_at = now
+            return cached
+        credential = sts.client(material.provider)
+        try:
+            identity = await sts.caller_identity(credential, self._sts_endpoint(config))
+        except KmsError as error:
+            raise CredentialsProblem(f"STS refused the credentials: {error.describe()}") from None
+        if cached is not None and cached.identity.account_id != identity.account_id:
+            logger.warning(
+                "%s: the credentials now act in account %s (they acted in %s)",
+                config.ref.describe(),
+                identity.account_id,
+                cached.identity.account_id,
+            )
+        gateway_settings = self.settings
+        if config.endpoint:
+            gateway_settings = dataclasses.replace(gateway_settings, kms_endpoint=config.endpoint)
+        gateway = self._gateway_class(
+            gateway_settings,
+            limiter=self._limiter(identity.account_id),
+            observer=self._observer,
+            credential=credential,
+            **self._gateway_options,
+        )
+        assert isinstance(gateway, _CredentialsContext)
+        gateway.bind(
+            f"{config.ref.describe()} (account {identity.account_id})", lambda: self.invalidate(config.ref)
+        )
+        resolved = _Resolved(fingerprint, config.generation, identity, gateway, now)
+        self._resolved[config.ref] = resolved
+        logger.info(
+            "%s resolved to account %s as %s",
+            config.ref.describe(),
+            identity.account_id,
+            identity.arn or identity.identity_type,
+        )
+        return resolved
+
+    def _limiter(self, account_id: str) -> RateLimiter:
+        limiter = self._limiters.get(account_id)
+        if limiter is None:
+            s = self.settings
+            limiter = self._limiters[account_id] = RateLimiter(s.create_qps, s.read_qps, s.write_qps)
+        return limiter
+
+    def _sts_endpoint(self, config: ProviderConfig) -> sts.StsEndpoint:
+        s = self.settings
+        return sts.StsEndpoint(
+            host=config.sts_endpoint or s.sts_endpoint_for(config.region_id or s.region_id),
+            protocol=s.kms_protocol,
+            ca_bundle=getattr(s, "kms_ca_bundle", None),
+            connect_timeout_ms=s.kms_connect_timeout_ms,
+            read_timeout_ms=s.kms_read_timeout_ms,
+        )
+
+    async def _material(self, config: ProviderConfig, source: Source) -> _Material:
+        if isinstance(source, InvalidSource):
+            raise CredentialsProblem(f"the spec is invalid: {source.message}")
+        if uses_operator_credentials(source) and not self._operator_credentials_allowed(config):
+            raise CredentialsProblem(
+                "source Default (the operator's own credentials) is not allowed in "
+                f"{'cluster' if config.ref.kind is ConfigKind.CLUSTER else 'namespaced'} provider configs "
+                "by this installation (providerConfigs.defaultCredentials="
+                f"{self.settings.default_credentials})"
+            )
+        if isinstance(source, AssumeRoleSource):
+            base = await self._base_material(config, source.base)
+            provider = sts.assume_role(
+                base.provider,
+                role_arn=source.role_arn,
+                session_name=source.session_name,
+                duration_seconds=source.duration_seconds,
+                external_id=source.external_id,
+                endpoint=self._sts_endpoint(config),
+            )
+            parts = [base.fingerprint, source.role_arn, source.external_id or "", source.session_name]
+            return _Material(provider, "assume:" + "|".join([*parts, str(source.duration_seconds)]))
+        return await self._base_material(config, source)
+
+    async def _base_material(self, config: ProviderConfig, source: BaseSource) -> _Material:
+        if isinstance(source, DefaultSource):
+            return _Material(sts.default_chain(), "default")
+        if isinstance(source, SecretSource):
+            return await self._secret_material(source)
+        return await self._rrsa_material(config, source)
+
+    async def _secret_material(self, source: SecretSource) -> _Material:
+        where = f"Secret {source.namespace}/{source.name}"
+        try:
+            data = await self._reader.secret_data(source.namespace, source.name)
+        except ReadError as error:
+            raise CredentialsProblem(str(error)) from None
+        values: dict[str, str] = {}
+        for role, key in (
+            ("access key ID", source.access_key_id_key),
+            ("access key secret", source.access_key_secret_key),
+            ("security token", source.security_token_key),
+        ):
+            if key is None:
+                continue
+            raw = data.get(key)
+            if not raw:
+                raise CredentialsProblem(
+                    f"{where} has no key {key!r} (the {role}); add it, or set the key name"
+                )
+            try:
+                values[key] = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise CredentialsProblem(f"{where}: key {key!r} is not UTF-8 text") from None
+        key_id = values[source.access_key_id_key]
+        secret = values[source.access_key_secret_key]
+        token = values.get(source.security_token_key) if source.security_token_key else None
+        for value in (secret, token):
+            if value:
+                logs.register_secret(value)
+        digest = hashlib.sha256("\n".join([key_id, secret, token or ""]).encode()).hexdigest()
+        return _Material(sts.static_keys(key_id, secret, token), f"secret:{digest}")
+
+    async def _rrsa_material(self, config: ProviderConfig, source: RrsaSource) -> _Material:
+        if source.service_account is None:
+            token_file = os.environ.get("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "")
+            if not token_file or not await asyncio.to_thread(os.path.isfile, token_file):
+                raise CredentialsProblem(
+                    "RRSA without serviceAccountRef uses the operator's own projected token, but "
+                    "ALIBABA_CLOUD_OIDC_TOKEN_FILE is not set or names no file (chart: "
+                    "credentials.source=rrsa)"
+                )
+            who = "operator"
+        else:
+            namespace, name = source.service_account
+            token_file = str(await self._token_file(namespace, name, source.audience))
+            who = f"{namespace}/{name}"
+        provider = sts.assume_role_with_oidc(
+            role_arn=source.role_arn,
+            oidc_provider_arn=source.oidc_provider_arn,
+            token_file=token_file,
+            session_name=source.session_name,
+            duration_seconds=source.duration_seconds,
+            endpoint=self._sts_endpoint(config),
+        )
+        parts = [source.role_arn, source.oidc_provider_arn, who, source.audience, source.session_name]
+        return _Material(provider, "rrsa:" + "|".join([*parts, str(source.duration_seconds)]))
+
+    async def _token_file(self, namespace: str, name: str, audience: str) -> Path:
+        """A file holding a fresh token of the ServiceAccount, renewed at half its lifetime."""
+        key = (namespace, name, audience)
+        now = time.time()
+        known = self._tokens.get(key)
+        if known is not None:
+            path, issued, expires = known
+            if now < issued + (expires - issued) / 2:
+                return path
+        try:
+            token, expires = await self._reader.service_account_token(
+                namespace, name, audience=audience, seconds=TOKEN_SECONDS
+            )
+        except ReadError as error:
+            raise CredentialsProblem(str(error)) from None
+        logs.register_secret(token)
+        if self._token_dir is None:
+            self._token_dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kmskey-oidc-"))
+        digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:24]
+        path = self._token_dir / f"{digest}.token"
+        await asyncio.to_thread(_write_private, path, token)
+        self._tokens[key] = (path, now, expires)
+        return path
+
+    def _operator_credentials_allowed(self, config: ProviderConfig) -> bool:
+        scope = self.settings.default_credentials
+        if scope == "all":
+            return True
+        return scope == "cluster" and config.ref.kind is ConfigKind.CLUSTER
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` readable by this user only, replacing the file at once (never half a token)."""
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+def _problem_reason(config: ProviderConfig) -> str:
+    if isinstance(config.source, InvalidSource):
+        return "InvalidSpec"
+    return "CredentialsUnavailable"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Material:
+    provider: Any  # an alibabacloud-credentials provider
+    fingerprint: str  # identifies the credentials without holding them
+
+
+class _CredentialsContext(KmsGateway):
+    """A gateway that names its config in credential errors, and has the config re-read after them."""
+
+    _context = ""
+    _on_rejected: Callable[[], None] | None = None
+
+    def bind(self, context: str, on_rejected: Callable[[], None]) -> None:
+        self._context = context
+        self._on_rejected = on_rejected
+
+    async def call(self, region_id: str, call: Any) -> dict[str, Any]:
+        try:
+            return await super().call(region_id, call)
+        except KmsError as error:
+            if not is_credentials_error(error):
+                raise
+            if self._on_rejected is not None:
+                self._on_rejected()
+            raise KmsError(
+                error.action,
+                error.code,
+                f"{error.message} [credentials of {self._context}]",
+                http_status=error.http_status,
+                request_id=error.request_id,
+                retry_after_seconds=error.retry_after_seconds,
+            ) from None
+
+
+_CLASSES: dict[type[KmsGateway], type[KmsGateway]] = {}
+
+
+def _with_credentials_context(base: type[KmsGateway]) -> type[KmsGateway]:
+    """`base` (KmsGateway, or the read-only gateway of the tools) with _CredentialsContext in front."""
+    if issubclass(base, _CredentialsContext):
+        return base
+    made = _CLASSES.get(base)
+    if made is None:
+        made = _CLASSES[base] = type(f"Config{base.__name__}", (_CredentialsContext, base), {})
+    return made

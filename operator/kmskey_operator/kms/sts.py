@@ -1,0 +1,159 @@
+"""Credentials from the unmodified alibabacloud-credentials providers, and STS GetCallerIdentity.
+
+The one place (beside gateway.py) that touches the Alibaba SDKs for identity: it builds a credentials client
+from plain values (an AccessKey pair, a role to assume with a base provider, an OIDC token file, the default
+chain) and asks STS who those credentials are. The providers cache what STS returns and refresh it themselves
+15 minutes before it expires (the library's RefreshCachedSupplier), inside whichever KMS call needs it.
+
+STS is reached at `host[:port]` over the operator's protocol; for plain HTTP (the emulator) the endpoint
+given to the library carries its scheme, because the library composes `https://` for a bare host. Over
+HTTPS the library verifies with the system roots (SSL_CERT_FILE honoured) and certifi: it has no CA option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from alibabacloud_credentials.client import Client as CredentialClient
+from alibabacloud_credentials.provider import (
+    DefaultCredentialsProvider,
+    OIDCRoleArnCredentialsProvider,
+    RamRoleArnCredentialsProvider,
+    StaticAKCredentialsProvider,
+    StaticSTSCredentialsProvider,
+)
+from alibabacloud_tea_openapi.client import Client as OpenApiClient
+from alibabacloud_tea_openapi.utils_models import Config, OpenApiRequest, Params
+from darabonba.runtime import RuntimeOptions
+
+from kmskey_operator.kms.errors import KmsError
+
+STS_VERSION = "2015-04-01"
+_GET_CALLER_IDENTITY = Params(
+    action="GetCallerIdentity",
+    version=STS_VERSION,
+    protocol="HTTPS",
+    pathname="/",
+    method="POST",
+    auth_type="AK",
+    style="RPC",
+    req_body_type="formData",
+    body_type="json",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StsEndpoint:
+    """Where STS answers, and how to reach it."""
+
+    host: str  # host[:port]
+    protocol: str = "https"
+    ca_bundle: str | None = None  # for GetCallerIdentity (the credentials library cannot take one)
+    connect_timeout_ms: int = 5000
+    read_timeout_ms: int = 10000
+
+    @property
+    def for_credentials_library(self) -> str:
+        return self.host if self.protocol == "https" else f"{self.protocol}://{self.host}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CallerIdentity:
+    account_id: str
+    arn: str
+    identity_type: str
+
+
+Provider = Any  # an alibabacloud_credentials_api.ICredentialsProvider (untyped library)
+
+
+def static_keys(access_key_id: str, access_key_secret: str, security_token: str | None = None) -> Provider:
+    if security_token:
+        return StaticSTSCredentialsProvider(
+            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token
+        )
+    return StaticAKCredentialsProvider(access_key_id=access_key_id, access_key_secret=access_key_secret)
+
+
+def default_chain() -> Provider:
+    """The operator's own credential chain: environment, RRSA variables, credentials file, ECS role."""
+    return DefaultCredentialsProvider()
+
+
+def assume_role(
+    base: Provider,
+    *,
+    role_arn: str,
+    session_name: str,
+    duration_seconds: int,
+    external_id: str | None,
+    endpoint: StsEndpoint,
+) -> Provider:
+    return RamRoleArnCredentialsProvider(
+        credentials_provider=base,
+        role_arn=role_arn,
+        role_session_name=session_name,
+        duration_seconds=duration_seconds,
+        external_id=external_id,
+        sts_endpoint=endpoint.for_credentials_library,
+        http_options=_http_options(endpoint),
+    )
+
+
+def assume_role_with_oidc(
+    *,
+    role_arn: str,
+    oidc_provider_arn: str,
+    token_file: str,
+    session_name: str,
+    duration_seconds: int,
+    endpoint: StsEndpoint,
+) -> Provider:
+    return OIDCRoleArnCredentialsProvider(
+        role_arn=role_arn,
+        oidc_provider_arn=oidc_provider_arn,
+        oidc_token_file_path=token_file,
+        role_session_name=session_name,
+        duration_seconds=duration_seconds,
+        sts_endpoint=endpoint.for_credentials_library,
+        http_options=_http_options(endpoint),
+    )
+
+
+def client(provider: Provider) -> Any:
+    """The credentials client the KMS SDK takes (`Config(credential=...)`)."""
+    return CredentialClient(provider=provider)
+
+
+async def caller_identity(credential: Any, endpoint: StsEndpoint) -> CallerIdentity:
+    """STS GetCallerIdentity with these credentials (resolving them first, which may assume a role)."""
+    from kmskey_operator.kms.gateway import _to_kms_error  # the one place that knows SDK exceptions
+
+    sts = OpenApiClient(
+        Config(
+            credential=credential,
+            endpoint=endpoint.host,
+            protocol=endpoint.protocol,
+            ca=endpoint.ca_bundle,
+            connect_timeout=endpoint.connect_timeout_ms,
+            read_timeout=endpoint.read_timeout_ms,
+            user_agent="kmskey-operator",
+        )
+    )
+    try:
+        answer = await sts.call_api_async(_GET_CALLER_IDENTITY, OpenApiRequest(), RuntimeOptions())
+    except Exception as error:
+        failure = error if isinstance(error, KmsError) else _to_kms_error("GetCallerIdentity", error)
+        raise failure from None
+    body = answer.get("body") or {}
+    account = str(body.get("AccountId") or "")
+    if not account:
+        raise KmsError("GetCallerIdentity", "InvalidResponse", "STS answered without an AccountId")
+    return CallerIdentity(account, str(body.get("Arn") or ""), str(body.get("IdentityType") or ""))
+
+
+def _http_options(endpoint: StsEndpoint) -> Any:
+    from alibabacloud_credentials.http import HttpOptions
+
+    return HttpOptions(connect_timeout=endpoint.connect_timeout_ms, read_timeout=endpoint.read_timeout_ms)

@@ -1,0 +1,314 @@
+"""The accounts registry against the real API server and the emulator's KMS and STS.
+
+Secrets are read from the API server, ServiceAccount tokens come from its TokenRequest API (signed with its
+service-account key, which the emulator's OIDC provider trusts), and every credential is checked by the
+emulator's STS through the unmodified alibabacloud-credentials library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kms_emulator.accounts import parse_document
+from kms_emulator.testing import EmulatorHandle, run_emulator
+from kmskey_operator.accounts import selection
+from kmskey_operator.accounts.kube import KubeReader
+from kmskey_operator.accounts.refs import ConfigKind, ConfigRef
+from kmskey_operator.accounts.registry import PROVIDER_CONFIG_NOT_READY, Registry, Target, Unresolved
+from kmskey_operator.kms.errors import KmsError
+from kmskey_operator.kms.gateway import KmsGateway
+from kmskey_operator.settings import Settings
+from tests.conftest import Kubectl
+from tests.harness.controlplane import ControlPlane
+
+pytestmark = pytest.mark.k8s
+
+HOME = "1111111111111111"
+TEAM = "2222222222222222"
+OIDC_PROVIDER = f"acs:ram::{TEAM}:oidc-provider/test-cluster"
+
+
+def accounts_document(control_plane: ControlPlane) -> dict[str, Any]:
+    def allow(principal: dict[str, Any], condition: dict[str, Any] | None = None) -> dict[str, Any]:
+        statement: dict[str, Any] = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": principal}
+        if condition:
+            statement["Condition"] = condition
+        return {"Version": "1", "Statement": [statement]}
+
+    return {
+        "accounts": [
+            {
+                "accountId": HOME,
+                "users": [
+                    {"name": "team-a", "accessKeys": [{"id": "ak-a1", "secret": "secret-a1-0123456789"}]},
+                    {
+                        "name": "team-a-next",
+                        "accessKeys": [{"id": "ak-a2", "secret": "secret-a2-0123456789"}],
+                    },
+                ],
+            },
+            {
+                "accountId": TEAM,
+                "roles": [
+                    {
+                        "name": "kms-cross",
+                        "trustPolicy": allow(
+                            {"RAM": [f"acs:ram::{HOME}:user/team-a"]},
+                            {"StringEquals": {"sts:ExternalId": "team-a"}},
+                        ),
+                    },
+                    {
+                        "name": "kms-rrsa",
+                        "trustPolicy": allow(
+                            {"Federated": [OIDC_PROVIDER]},
+                            {"StringLike": {"oidc:sub": "system:serviceaccount:*:kms"}},
+                        ),
+                    },
+                ],
+                "oidcProviders": [
+                    {
+                        "name": "test-cluster",
+                        "issuerUrl": control_plane.service_account_issuer,
+                        "clientIds": ["sts.aliyuncs.com"],
+                        "publicKeys": [control_plane.service_account_public_key.read_text()],
+                    }
+                ],
+            },
+        ]
+    }
+
+
+@pytest.fixture(scope="module")
+def emulator(control_plane: ControlPlane) -> Iterator[EmulatorHandle]:
+    with run_emulator(accounts=parse_document(accounts_document(control_plane))) as emu:
+        yield emu
+
+
+def make_registry(emulator: EmulatorHandle, **overrides: Any) -> Registry:
+    settings = Settings(
+        kms_endpoint=emulator.endpoint,
+        kms_protocol="http",
+        sts_endpoint=emulator.endpoint,
+        credentials_recheck_seconds=overrides.pop("recheck", 0.2),
+        kms_call_retries=0,
+        **overrides,
+    )
+    operator_gateway = KmsGateway(settings, credential=None)
+    return Registry(settings, reader=KubeReader(), operator_gateway=operator_gateway)
+
+
+def config_body(
+    namespace: str, name: str, credentials: dict[str, Any], generation: int = 1
+) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": namespace, "name": name, "uid": f"uid-{name}", "generation": generation},
+        "spec": {"credentials": credentials},
+    }
+
+
+def create_secret(kubectl: Kubectl, namespace: str, name: str, **data: str) -> None:
+    literals = [f"--from-literal={k}={v}" for k, v in data.items()]
+    kubectl("-n", namespace, "create", "secret", "generic", name, *literals)
+
+
+def replace_secret(kubectl: Kubectl, namespace: str, name: str, **data: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
+    kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(body))
+
+
+def resolve(registry: Registry, namespace: str, spec: dict[str, Any] | None = None) -> Target | Unresolved:
+    return asyncio.run(registry.target_for(namespace, spec or {}, {}))
+
+
+async def create_key(target: Target) -> str:
+    meta = await target.gateway.create_key(target.default_region, {"Description": "registry test"})
+    return meta.arn
+
+
+SECRET = {"source": "Secret", "secretRef": {"name": "kms-keys"}}
+
+
+def test_a_namespace_default_config_serves_its_keys_in_its_account_and_rotation_takes_effect(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str
+) -> None:
+    create_secret(kubectl, namespace, "kms-keys", accessKeyId="ak-a1", accessKeySecret="secret-a1-0123456789")
+    registry = make_registry(emulator)
+    registry.upsert(config_body(namespace, "default", SECRET), ConfigKind.NAMESPACED)
+
+    target = resolve(registry, namespace)
+    assert isinstance(target, Target)
+    assert target.account_id == HOME
+    assert target.record == "KmsProviderConfig/default"
+    assert asyncio.run(create_key(target)).startswith(f"acs:kms:cn-hangzhou:{HOME}:key/")
+
+    replace_secret(
+        kubectl, namespace, "kms-keys", accessKeyId="ak-a2", accessKeySecret="secret-a2-0123456789"
+    )
+    time.sleep(0.3)  # past credentials_recheck_seconds: the next use reads the Secret again
+    emulator.reset_calls()
+    rotated = resolve(registry, namespace)
+    assert isinstance(rotated, Target)
+    asyncio.run(create_key(rotated))
+    assert set(emulator.call_counts_by_access_key()) == {"ak-a2"}
+
+
+def test_a_wrong_or_incomplete_secret_gives_a_reason_naming_the_config_and_the_secret(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str
+) -> None:
+    registry = make_registry(emulator)
+    registry.upsert(config_body(namespace, "default", SECRET), ConfigKind.NAMESPACED)
+
+    missing = resolve(registry, namespace)
+    assert isinstance(missing, Unresolved)
+    assert missing.reason == PROVIDER_CONFIG_NOT_READY
+    assert (
+        missing.message
+        == f"KmsProviderConfig {namespace}/default: Secret {namespace}/kms-keys does not exist"
+    )
+
+    create_secret(kubectl, namespace, "kms-keys", accessKeyId="ak-a1")
+    incomplete = resolve(registry, namespace)
+    assert isinstance(incomplete, Unresolved)
+    assert "has no key 'accessKeySecret'" in incomplete.message
+
+    replace_secret(kubectl, namespace, "kms-keys", accessKeyId="ak-a1", accessKeySecret="not-the-secret")
+    time.sleep(0.3)
+    wrong = resolve(registry, namespace)
+    assert isinstance(wrong, Unresolved)
+    assert wrong.message.startswith(f"KmsProviderConfig {namespace}/default: STS refused the credentials")
+    assert "SignatureDoesNotMatch" in wrong.message
+    assert "not-the-secret" not in wrong.message
+
+
+def test_assume_role_on_secret_credentials_reaches_the_other_account(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str
+) -> None:
+    create_secret(kubectl, namespace, "kms-keys", accessKeyId="ak-a1", accessKeySecret="secret-a1-0123456789")
+    registry = make_registry(emulator)
+    base = {"source": "Secret", "secretRef": {"name": "kms-keys"}}
+    for name, external_id in (("cross", "team-a"), ("wrong-id", "team-b")):
+        credentials = {
+            "source": "AssumeRole",
+            "assumeRole": {
+                "roleArn": f"acs:ram::{TEAM}:role/kms-cross",
+                "externalId": external_id,
+                "baseCredentials": base,
+            },
+        }
+        registry.upsert(config_body(namespace, name, credentials), ConfigKind.NAMESPACED)
+
+    target = resolve(registry, namespace, {"providerConfigRef": {"name": "cross"}})
+    assert isinstance(target, Target)
+    assert target.account_id == TEAM
+    assert asyncio.run(create_key(target)).startswith(f"acs:kms:cn-hangzhou:{TEAM}:key/")
+    refused = resolve(registry, namespace, {"providerConfigRef": {"name": "wrong-id"}})
+    assert isinstance(refused, Unresolved)
+    assert "NoPermission" in refused.message
+
+
+def test_rrsa_with_a_service_account_token_of_the_configs_namespace(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str
+) -> None:
+    for account in ("kms", "other"):
+        kubectl("-n", namespace, "create", "serviceaccount", account)
+    registry = make_registry(emulator)
+    for name, account in (("rrsa", "kms"), ("untrusted", "other")):
+        credentials = {
+            "source": "RRSA",
+            "rrsa": {
+                "roleArn": f"acs:ram::{TEAM}:role/kms-rrsa",
+                "oidcProviderArn": OIDC_PROVIDER,
+                "serviceAccountName": account,
+            },
+        }
+        registry.upsert(config_body(namespace, name, credentials), ConfigKind.NAMESPACED)
+
+    target = resolve(registry, namespace, {"providerConfigRef": {"name": "rrsa"}})
+    assert isinstance(target, Target), target
+    assert target.account_id == TEAM
+    oidc_calls = [r for r in emulator.sts_calls() if r.action == "AssumeRoleWithOIDC" and r.status == 200]
+    assert any(r.params.get("RoleSessionName") == f"kmskey-{namespace}" for r in oidc_calls)
+    refused = resolve(registry, namespace, {"providerConfigRef": {"name": "untrusted"}})
+    assert isinstance(refused, Unresolved)
+    assert "AuthenticationFail.NoPermission" in refused.message
+
+
+def test_the_operators_own_credentials_are_refused_in_a_namespaced_config_by_default(
+    emulator: EmulatorHandle, namespace: str
+) -> None:
+    registry = make_registry(emulator)
+    registry.upsert(config_body(namespace, "default", {"source": "Default"}), ConfigKind.NAMESPACED)
+
+    refused = resolve(registry, namespace)
+    assert isinstance(refused, Unresolved)
+    assert "is not allowed in namespaced provider configs" in refused.message
+
+
+def test_kms_refusing_the_credentials_names_the_config_and_forces_a_fresh_read(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str
+) -> None:
+    create_secret(kubectl, namespace, "kms-keys", accessKeyId="ak-a1", accessKeySecret="secret-a1-0123456789")
+    registry = make_registry(emulator, recheck=3600)
+    registry.upsert(config_body(namespace, "default", SECRET), ConfigKind.NAMESPACED)
+    target = resolve(registry, namespace)
+    assert isinstance(target, Target)
+
+    emulator.set_fault("DescribeKey", code="InvalidAccessKeyId.NotFound", status=404, times=1)
+    try:
+        with pytest.raises(KmsError) as error:
+            asyncio.run(target.gateway.describe_key("cn-hangzhou", "whatever"))
+    finally:
+        emulator.clear_faults()
+    assert f"[credentials of KmsProviderConfig {namespace}/default (account {HOME})]" in str(error.value)
+    emulator.reset_calls()
+    replace_secret(
+        kubectl, namespace, "kms-keys", accessKeyId="ak-a2", accessKeySecret="secret-a2-0123456789"
+    )
+    fresh = resolve(registry, namespace)  # re-read at once, although the recheck interval is an hour
+    assert isinstance(fresh, Target)
+    asyncio.run(create_key(fresh))
+    assert set(emulator.call_counts_by_access_key()) == {"ak-a2"}
+
+
+def test_a_cluster_config_serves_only_the_namespaces_its_selector_admits(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str
+) -> None:
+    kubectl("label", "namespace", namespace, "kms=shared")
+    other = f"other-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", other)
+    secret_namespace = namespace
+    create_secret(
+        kubectl, secret_namespace, "kms-keys", accessKeyId="ak-a1", accessKeySecret="secret-a1-0123456789"
+    )
+    registry = make_registry(emulator, cluster_provider_config="shared", operator_credentials_fallback=False)
+    body = {
+        "metadata": {"name": "shared", "uid": "uid-shared", "generation": 1},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"kms": "shared"}},
+            "credentials": {
+                "source": "Secret",
+                "secretRef": {"name": "kms-keys", "namespace": secret_namespace},
+            },
+        },
+    }
+    registry.upsert(body, ConfigKind.CLUSTER)
+
+    admitted = resolve(registry, namespace)
+    assert isinstance(admitted, Target)
+    assert admitted.record == "ClusterKmsProviderConfig/shared"
+    outside = resolve(registry, other)
+    assert isinstance(outside, Unresolved)
+    assert outside.reason == selection.NO_PROVIDER_CONFIG
+    named = resolve(
+        registry, other, {"providerConfigRef": {"kind": "ClusterKmsProviderConfig", "name": "shared"}}
+    )
+    assert isinstance(named, Unresolved)
+    assert named.reason == selection.PROVIDER_CONFIG_NOT_ALLOWED
+    assert asyncio.run(registry.check(ConfigRef(ConfigKind.CLUSTER, "shared"))).account_id == HOME
