@@ -32,9 +32,18 @@ PROXY_VARIABLES = (
 _PR_SET_PDEATHSIG = 1
 
 
-def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The current environment without proxy variables (children talk to 127.0.0.1 only), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+def child_environment(
+    extra: Mapping[str, str] | None = None, drop_prefixes: Sequence[str] = ()
+) -> dict[str, str]:
+    """The current environment without proxy variables (children talk to 127.0.0.1 only), plus `extra`.
+
+    Variables whose names start with one of `drop_prefixes` (e.g. `AWS_`) are not inherited either.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PROXY_VARIABLES and not any(k.startswith(p) for p in drop_prefixes)
+    }
     env["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
     if extra:
         env.update(extra)
@@ -124,6 +133,7 @@ class ProcessSpec:
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    drop_env_prefixes: Sequence[str] = ()  # inherited variables not passed on (`env` still is)
 
 
 class ManagedProcess:
@@ -139,7 +149,7 @@ class ManagedProcess:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=child_environment(spec.env),
+            env=child_environment(spec.env, spec.drop_env_prefixes),
             cwd=spec.cwd,
             # Own session: a Ctrl-C in the terminal reaches only us, and we stop children in order.
             start_new_session=True,
