@@ -7,12 +7,13 @@ harness costs little CPU next to the kube-apiserver, etcd, the operator and the 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 from kubernetes import client, config, watch
@@ -40,6 +41,35 @@ def kmskey(
     return {"apiVersion": API_VERSION, "kind": names.KIND, "metadata": metadata, "spec": dict(spec)}
 
 
+class Kubectl(Protocol):
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]: ...
+
+
+def apply_crds(plane: Kubectl, paths: Iterable[Path], timeout: float = 60.0) -> None:
+    """Server-side apply CRD manifests, then wait until each is Established.
+
+    `kubectl wait` fails at once ("<nil> is of the type <nil>") when it reads a CRD before the API server
+    wrote its first status, so the wait is repeated until it succeeds or `timeout` passes.
+    """
+    files = [str(p) for p in paths]
+    for path in files:
+        plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", path)
+    deadline = time.monotonic() + timeout
+    for path in files:
+        while True:
+            left = max(1, int(deadline - time.monotonic()))
+            waited = plane.kubectl(
+                "wait", "--for=condition=Established", "-f", path, f"--timeout={left}s", check=False
+            )
+            if waited.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"CRD {path} not Established in {timeout:.0f}s: {waited.stderr.strip()}")
+            time.sleep(0.5)
+
+
 def create_namespace(api: client.ApiClient, name: str) -> None:
     client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
 
@@ -61,6 +91,19 @@ def is_ready(body: Mapping[str, Any]) -> bool:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """A namespaced custom resource the bench creates and watches, and what Ready means for it."""
+
+    group: str
+    version: str
+    plural: str
+    is_ready: Callable[[Mapping[str, Any]], bool]
+
+
+KMSKEYS = Resource(names.GROUP, names.VERSION, names.PLURAL, is_ready)
+
+
 @dataclasses.dataclass
 class KeyTimes:
     """Monotonic timestamps of one KmsKey as the watcher saw it."""
@@ -71,11 +114,12 @@ class KeyTimes:
 
 
 class ReadyWatcher:
-    """Watches the KmsKeys of one namespace from a thread and timestamps status and Ready per generation."""
+    """Watches the KmsKeys (or `resource`) of one namespace from a thread; timestamps status and Ready."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, resource: Resource = KMSKEYS) -> None:
         self._custom = client.CustomObjectsApi(api)
         self.namespace = namespace
+        self.resource = resource
         self.keys: dict[str, KeyTimes] = {}
         self.events = 0
         self._cond = threading.Condition()
@@ -98,9 +142,8 @@ class ReadyWatcher:
             self.keys.setdefault(name, KeyTimes()).sent = when
 
     def _list(self) -> str:
-        listing = self._custom.list_namespaced_custom_object(
-            names.GROUP, names.VERSION, self.namespace, names.PLURAL
-        )
+        r = self.resource
+        listing = self._custom.list_namespaced_custom_object(r.group, r.version, self.namespace, r.plural)
         for item in listing.get("items") or []:
             self._see(item)
         self._listed.set()
@@ -114,10 +157,10 @@ class ReadyWatcher:
                     version = self._list()
                 stream = watch.Watch().stream(
                     self._custom.list_namespaced_custom_object,
-                    names.GROUP,
-                    names.VERSION,
+                    self.resource.group,
+                    self.resource.version,
                     self.namespace,
-                    names.PLURAL,
+                    self.resource.plural,
                     resource_version=version,
                     allow_watch_bookmarks=True,
                     timeout_seconds=5,  # so that a stop is noticed within seconds
@@ -147,7 +190,7 @@ class ReadyWatcher:
             if times.first_status is None and body.get("status"):
                 times.first_status = now
             generation = int(meta.get("generation") or 0)
-            if is_ready(body) and generation not in times.ready:
+            if self.resource.is_ready(body) and generation not in times.ready:
                 times.ready[generation] = now
             self._cond.notify_all()
 
@@ -179,14 +222,16 @@ def create_many(
     bodies: list[dict[str, Any]],
     watcher: ReadyWatcher | None = None,
     workers: int = 8,
+    resource: Resource = KMSKEYS,
 ) -> float:
     """Create every body with `workers` requests in flight; returns the seconds it took."""
     custom = client.CustomObjectsApi(api)
+    r = resource
 
     def one(body: dict[str, Any]) -> None:
         if watcher is not None:
             watcher.sent(body["metadata"]["name"], time.monotonic())
-        custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace, names.PLURAL, body)
+        custom.create_namespaced_custom_object(r.group, r.version, namespace, r.plural, body)
 
     began = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers) as pool:
