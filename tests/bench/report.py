@@ -58,8 +58,11 @@ class Target:
     label: str
     limit: float
     higher_is_better: bool = False
+    strict: bool = False  # the value must be below (above) the limit, not equal to it
 
     def met(self, value: float) -> bool:
+        if self.strict:
+            return value > self.limit if self.higher_is_better else value < self.limit
         return value >= self.limit if self.higher_is_better else value <= self.limit
 
 
@@ -75,6 +78,9 @@ def targets(quota_floor_seconds: float) -> list[Target]:
         ),
         Target("admission_p99_ms", "admission p99 ≤ 50 ms", 50),
         Target("ready_latency_p50_ms", "apply → Ready p50 ≤ 1 s (quotas off)", 1000),
+        # Issue 18's peer row (ours ÷ ACK's kms-controller + moto; n/a when the run had no peer).
+        Target("peer_rss_ratio", "peer row: RSS per key, ours ÷ peer < 1", 1.0, strict=True),
+        Target("peer_cpu_per_create_ratio", "peer row: CPU per create, ours ÷ peer < 1", 1.0, strict=True),
     ]
 
 
@@ -110,6 +116,51 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+# The peer row, side by side: (key in each side's results, label, unit, format, ratio key or None)
+PEER_ROWS: tuple[tuple[str, str, str, str, str | None], ...] = (
+    ("ready_seconds", "apply → all Ready", "s", "{:.1f}", "peer_ready_seconds_ratio"),
+    (
+        "cpu_ms_per_create",
+        "CPU per create (from apply until quiet, ÷ keys)",
+        "ms",
+        "{:.2f}",
+        "peer_cpu_per_create_ratio",
+    ),
+    ("cpu_ms_per_create_until_ready", "  of it until the last key was Ready", "ms", "{:.2f}", None),
+    ("rss_kib_per_key", "RSS per key (RSS idle, all Ready, ÷ keys)", "KiB", "{:.0f}", "peer_rss_ratio"),
+    ("rss_mb_idle", "  RSS idle after all Ready", "MiB", "{:.0f}", None),
+    ("rss_mb_start", "  RSS at start (no keys)", "MiB", "{:.0f}", None),
+    ("rss_kib_per_key_marginal", "  RSS per key above the start", "KiB", "{:.0f}", "peer_rss_marginal_ratio"),
+    ("cpu_percent_burst", "CPU during the burst", "% core", "{:.1f}", None),
+    ("cpu_percent_idle", "CPU idle", "% core", "{:.1f}", None),
+    ("kms_calls_per_create", "KMS calls per create (served by the emulator / moto)", "", "{:.2f}", None),
+)
+
+
+def peer_table(results: dict[str, Any]) -> list[str]:
+    """The peer row as a table of its own (ours, the peer, ours ÷ peer), or the line saying it was skipped."""
+    peer = results.get("peer")
+    if not isinstance(peer, dict):
+        return []
+    if "skipped" in peer:
+        return ["", str(peer["skipped"])]
+    ours, theirs = peer["ours"], peer["ack"]
+    lines = [
+        "",
+        f"| Peer row: {peer['keys']:,} keys at once, quotas off, each controller alone "
+        "| kmskey-operator | ACK kms-controller + moto | ours ÷ peer |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for key, label, unit, fmt, ratio_key in PEER_ROWS:
+        ratio = results.get(ratio_key) if ratio_key else None
+        lines.append(
+            f"| {label} | {_row_value(ours, key, unit, fmt)} | {_row_value(theirs, key, unit, fmt)} | "
+            + ("–" if ratio is None else f"{ratio:.2f}")
+            + " |"
+        )
+    return lines
+
+
 def _row_value(results: dict[str, Any], key: str, unit: str, fmt: str) -> str:
     value = results.get(key)
     if value is None:
@@ -124,6 +175,7 @@ def table(results: dict[str, Any]) -> str:
     for key, label, unit, fmt in ROWS:
         if key in results:
             lines.append(f"| {label} | {_row_value(results, key, unit, fmt)} |")
+    lines += peer_table(results)
     lines += ["", "| Target | Limit | Measured | Met |", "| --- | ---: | ---: | :---: |"]
     for target in targets(float(results.get("quota_floor_1000_seconds") or 100.0)):
         value = results.get(target.key)

@@ -9,7 +9,9 @@ One run starts a real kube-apiserver + etcd, the KMS emulator as its own process
 4. admission latency: sequential dry-run creates through the webhook, and a no-webhook baseline;
 5. bursts of 100 and 1,000 KmsKeys applied at once (quotas on) → all Ready, against N ÷ CreateKey QPS;
 6. the operator idle at 1,000+ keys (RSS, CPU), then a no-op resync wave of the 1,000 keys (reads and
-   writes per key, CPU, RSS).
+   writes per key, CPU, RSS);
+7. with --peer-binary only, the peer row (tests/bench/peer.py): a fresh operator, then AWS's ACK
+   kms-controller against moto, each alone with the same 1,000 keys and quotas off, as ratios.
 
 It prints a table and writes tests/bench/results/latest.json and latest.md (or --output-dir). Every wait is
 bounded; the processes it starts are stopped by PID when it ends.
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from kms_emulator.admin_client import AdminClient
 from kms_emulator.credentials import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from kmskey_operator import names
 from kmskey_operator.kms.ratelimit import CallClass, call_class
-from tests.bench import cluster, procstat, report
+from tests.bench import cluster, peer, procstat, report
 from tests.harness.controlplane import ControlPlane, missing_binaries
 from tests.harness.operator import OperatorProcess
 from tests.harness.processes import PROXY_VARIABLES, ManagedProcess, ProcessSpec
@@ -132,10 +134,32 @@ def emulator_throughput(seconds: float) -> dict[str, Any]:
     }
 
 
+def operator_process(
+    plane: ControlPlane, endpoint: str, log_dir: Path, name: str = "operator", **extra_env: str
+) -> OperatorProcess:
+    """The operator as the bench runs it (its webhook registered), with `extra_env` settings on top."""
+    return OperatorProcess(
+        kubeconfig=plane.kubeconfig,
+        kms_endpoint=endpoint,
+        access_key_id=DEFAULT_ACCESS_KEY_ID,
+        access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
+        log_dir=log_dir,
+        extra_env={
+            "KMSKEY_WEBHOOK_MANAGED": WEBHOOK_CONFIGURATION,
+            "KMSKEY_WEBHOOK_REMOVE_ON_EXIT": "true",
+            **extra_env,
+        },
+        name=name,
+    )
+
+
+def wait_operator_ready(plane: ControlPlane, operator: OperatorProcess) -> None:
+    wait_until("operator /readyz", lambda: operator.readiness()[0] == 200, 60)
+    wait_until("the webhook configuration", lambda: plane.request("GET", WEBHOOK_PATH)[0] == 200, 60)
+
+
 def install_crds(plane: ControlPlane) -> None:
-    for path in sorted((REPO_ROOT / "crds").glob("*.yaml")):
-        plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    plane.kubectl("wait", "--for=condition=Established", "-f", str(REPO_ROOT / "crds"), "--timeout=60s")
+    cluster.apply_crds(plane, sorted((REPO_ROOT / "crds").glob("*.yaml")))
 
 
 def wait_until(what: str, check: Any, timeout: float, interval: float = 0.2) -> None:
@@ -160,6 +184,12 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
 
 def is_throttling(code: str | None) -> bool:
     return bool(code) and "Throttling" in str(code)
+
+
+def emulator_calls(admin: AdminClient) -> tuple[Counter[str], int]:
+    """The calls the emulator has logged since its last reset, by action, and how many failed."""
+    records = admin.calls()
+    return Counter(r.action for r in records), sum(1 for r in records if r.code)
 
 
 def call_summary(admin: AdminClient) -> dict[str, Any]:
@@ -392,7 +422,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": report.machine(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "revision": report.git_revision(),
-        "parameters": {k: v for k, v in vars(args).items() if k != "output_dir"},
+        "parameters": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(args).items()
+            if k not in ("output_dir", "peer")
+        },
     }
     for variable in PROXY_VARIABLES:  # this process, too, talks to 127.0.0.1 only
         os.environ.pop(variable, None)
@@ -409,22 +443,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with emulator_process(log_dir, max_keys=args.keys * 2 + 1000) as (emulator, endpoint):
             admin = AdminClient(f"http://{endpoint}")
             admin.wait_ready()
-            operator = OperatorProcess(
-                kubeconfig=plane.kubeconfig,
-                kms_endpoint=endpoint,
-                access_key_id=DEFAULT_ACCESS_KEY_ID,
-                access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
-                log_dir=log_dir,
-                extra_env={
-                    "KMSKEY_WEBHOOK_MANAGED": WEBHOOK_CONFIGURATION,
-                    "KMSKEY_WEBHOOK_REMOVE_ON_EXIT": "true",
-                },
-            )
+            operator = operator_process(plane, endpoint, log_dir)
             operator.start()
             try:
-                wait_until("operator /readyz", lambda: operator.readiness()[0] == 200, 60)
-                path = WEBHOOK_PATH
-                wait_until("the webhook configuration", lambda: plane.request("GET", path)[0] == 200, 60)
+                wait_operator_ready(plane, operator)
                 bench = Bench(args, plane, admin, operator)
                 with bench.sampler:
                     rss_started = procstat.rss_mb(bench.sampler.pid)
@@ -465,6 +487,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             finally:
                 operator.stop()
+
+            def start_ours(extra_env: Mapping[str, str]) -> OperatorProcess:
+                ours = operator_process(plane, endpoint, log_dir, "operator-peer-row", **extra_env)
+                ours.start()
+                wait_operator_ready(plane, ours)
+                return ours
+
+            results.update(
+                peer.section(
+                    args.peer,
+                    plane=plane,
+                    log_dir=log_dir,
+                    keys=args.keys,
+                    start_ours=start_ours,
+                    ours_backend=(emulator.pid, lambda: emulator_calls(admin)),
+                    set_backend_quotas=admin.set_quotas,
+                )
+            )
     results["bench_wall_seconds"] = time.monotonic() - started
     results["finished_at"] = report.now_iso()
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -481,7 +521,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-seconds", type=float, default=60, help="idle window at 1,000 keys (60)")
     parser.add_argument("--emulator-seconds", type=float, default=3, help="kms_emulator.bench duration (3)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where latest.json/md go")
+    peer.add_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        args.peer = peer.options(args)  # checked before anything runs
+    except peer.PeerConfigError as error:
+        parser.error(str(error))
     results = run(args)
     json_path, md_path = report.write(results, args.output_dir)
     print()
