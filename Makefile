@@ -54,9 +54,22 @@ go-tools: venv ## build (once) and cache kstatus (hack/kstatus) and helm-docs fr
 setup: venv tools control-plane go-tools ## everything the tests need, from scratch
 
 .PHONY: lint
-lint: venv lint-docker ## ruff, and hadolint + shellcheck (lint-docker)
+lint: venv lint-docker lint-chart ## ruff, hadolint + shellcheck (lint-docker), the chart's values table (lint-chart)
 	$(BIN)/ruff check operator tests
 	$(BIN)/ruff format --check operator tests
+
+GO_TOOLS_DIR = $$(VENV=$(VENV) bash hack/build-go-tools.sh 2>/dev/null | sed -n 's/^GO_TOOLS=//p')
+HELM_DOCS = $(GO_TOOLS_DIR)/helm-docs --chart-search-root deploy/helm --sort-values-order file \
+  --skip-version-footer --log-level warning
+
+.PHONY: chart-docs
+chart-docs: go-tools ## regenerate the chart README's values table from the comments in values.yaml (helm-docs)
+	$(HELM_DOCS)
+
+.PHONY: lint-chart
+lint-chart: go-tools ## the chart README's values table is what helm-docs makes of values.yaml
+	@$(HELM_DOCS) --dry-run | diff -u deploy/helm/kmskey-operator/README.md - \
+	  || { echo "deploy/helm/kmskey-operator/README.md is stale: run make chart-docs"; exit 1; }
 
 .PHONY: typecheck
 typecheck: venv ## mypy --strict

@@ -3,6 +3,7 @@ operator (its env variables, its webhook rules, its CRD). No cluster is needed h
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from kmskey_operator import webhook
-from kmskey_operator.settings import Settings
+from kmskey_operator.settings import Settings, add_arguments, flags_from
 from tests.chart.helm import (
     CHART,
     REPO_ROOT,
@@ -138,13 +139,21 @@ def test_schema_refuses_unknown_keys_at_every_level() -> None:
 
 
 def test_every_value_has_a_prose_comment() -> None:
+    """Each key has a comment; each leaf's starts with `# --`, which helm-docs puts in the README's table."""
     lines = (CHART / "values.yaml").read_text().splitlines()
     missing = []
     for number, line in enumerate(lines):
-        if re.match(r"^\s*[A-Za-z][A-Za-z0-9]*:", line):
-            above = lines[number - 1].strip() if number else ""
-            if not above.startswith("#"):
-                missing.append(f"values.yaml:{number + 1}: {line.strip()}")
+        key = re.match(r"^(\s*)[A-Za-z][A-Za-z0-9]*:(.*)$", line)
+        if not key:
+            continue
+        block = number
+        while block > 0 and lines[block - 1].strip().startswith("#"):
+            block -= 1
+        following = [n for n in lines[number + 1 :] if n.strip() and not n.strip().startswith("#")]
+        parent = not key.group(2).strip() and bool(following)
+        parent = parent and len(following[0]) - len(following[0].lstrip()) > len(key.group(1))
+        if block == number or (not parent and not lines[block].strip().startswith("# -- ")):
+            missing.append(f"values.yaml:{number + 1}: {line.strip()}")
     assert missing == []
 
 
@@ -162,6 +171,10 @@ def test_every_value_has_a_prose_comment() -> None:
         ({"webhook.certificate.source": "secret"}, "secretName"),
         ({"credentials.source": "rrsa", "credentials.rrsa.mode": "manual"}, "roleArn"),
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces"),
+        ({"podSecurityContext.runAsUser": 0}, "runAsUser"),
+        ({"securityContext.seccompProfile.type": "Off"}, "type"),
+        ({"extraArgs": ["run"]}, "extraArgs"),
+        ({"revisionHistoryLimit": -1}, "revisionHistoryLimit"),
     ],
     ids=[
         "misspelt-top-level",
@@ -175,6 +188,10 @@ def test_every_value_has_a_prose_comment() -> None:
         "own-certificate-without-a-secret",
         "manual-rrsa-without-arns",
         "bad-namespace-name",
+        "root-uid",
+        "unknown-seccomp-type",
+        "extra-arg-not-a-flag",
+        "negative-revision-history",
     ],
 )
 def test_schema_refuses_bad_values(values: dict[str, Any], complaint: str) -> None:
@@ -240,6 +257,87 @@ def test_scheduling_values_reach_the_pod() -> None:
     assert deployment["spec"]["affinity"] == values["affinity"]
     assert deployment["metadata"]["annotations"]["example.com/team"] == "security"
     assert deployment["metadata"]["labels"]["pod-identity.alibabacloud.com/injection"] == "on"
+
+
+def _pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod: dict[str, Any] = one(objects, "Deployment")["spec"]["template"]["spec"]
+    return pod
+
+
+def test_ha_replicas_prefer_different_nodes_unless_affinity_is_chosen() -> None:
+    assert "affinity" not in _pod(template())  # one replica: nothing to spread
+    deployment = one(template(HA), "Deployment")
+    (term,) = _pod(template(HA))["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == deployment["spec"]["selector"]["matchLabels"]
+    )
+    chosen = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    assert _pod(template({**HA, "affinity": chosen}))["affinity"] == chosen
+
+
+def test_topology_spread_constraints_select_the_operator_pods_by_default() -> None:
+    zone = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+    own = {**zone, "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"a": "b"}}}
+    objects = template({**HA, "topologySpreadConstraints": [zone, own]})
+    selector = one(objects, "Deployment")["spec"]["selector"]
+    assert _pod(objects)["topologySpreadConstraints"] == [{**zone, "labelSelector": selector}, own]
+    assert "topologySpreadConstraints" not in _pod(template())
+
+
+def test_security_contexts_can_leave_the_ids_to_the_platform_as_openshift_needs() -> None:
+    openshift = {f"podSecurityContext.{k}": None for k in ("runAsUser", "runAsGroup", "fsGroup")}
+    objects = template(openshift)
+    pod = _pod(objects)["securityContext"]
+    assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(pod)
+    assert pod["runAsNonRoot"] is True  # what stays: never root, seccomp
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container(objects)["securityContext"] == container(template())["securityContext"]
+    custom = container(template({"securityContext.seccompProfile.type": "Unconfined"}))["securityContext"]
+    assert custom["seccompProfile"] == {"type": "Unconfined"}
+    assert custom["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_the_default_security_contexts_are_the_values_file_s() -> None:
+    assert _pod(template())["securityContext"] == VALUES["podSecurityContext"]
+    assert container(template())["securityContext"] == VALUES["securityContext"]
+
+
+def test_extra_args_are_flags_the_operator_cli_reads() -> None:
+    args = container(template({"extraArgs": ["--resync-seconds=120", "--read-qps=5"]}))["args"]
+    assert args[0] == "run"
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    settings = Settings.from_env({}, flags=flags_from(parser.parse_args(args[1:])))
+    assert (settings.resync_seconds, settings.read_qps) == (120, 5)
+    assert container(template())["args"] == ["run"]
+
+
+def test_extra_volumes_and_mounts_come_beside_the_chart_s_own() -> None:
+    volume = {"name": "corp-ca", "configMap": {"name": "corp-ca"}}
+    mount = {"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True}
+    objects = template({"extraVolumes": [volume], "extraVolumeMounts": [mount]})
+    assert _pod(objects)["volumes"][-1] == volume
+    assert container(objects)["volumeMounts"][-1] == mount
+    assert {v["name"] for v in _pod(objects)["volumes"]} >= {"tmp", "webhook-tls", "corp-ca"}
+
+
+def test_revision_history_limit_is_set_and_overridable() -> None:
+    assert one(template(), "Deployment")["spec"]["revisionHistoryLimit"] == 10
+    assert one(template({"revisionHistoryLimit": 2}), "Deployment")["spec"]["revisionHistoryLimit"] == 2
+
+
+def test_chart_metadata_names_home_sources_and_icon() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["home"].startswith("https://")
+    assert chart["sources"]
+    assert all(source.startswith("https://") for source in chart["sources"])
+    assert chart["icon"].startswith("https://")
+    assert chart["icon"].endswith("/deploy/helm/kmskey-operator/icon.svg")
+    assert (CHART / "icon.svg").read_text().lstrip().startswith("<svg")
 
 
 # -- the chart's env is the operator's settings ----------------------------------------------------------
@@ -633,4 +731,7 @@ def test_metrics_service_and_optional_service_monitor() -> None:
 
 
 def test_notes_show_how_to_list_kmskeys() -> None:
-    assert "kubectl get kmskeys" in (CHART / "templates" / "NOTES.txt").read_text()
+    # tests/e2e/test_helm.py applies the example as printed and waits for it in a watched namespace.
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert "get kmskeys" in notes
+    assert "namespace: {{ $exampleNamespace }}" in notes

@@ -15,6 +15,7 @@ import re
 import secrets
 import ssl
 import subprocess
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as KmsClient
 
@@ -423,6 +425,14 @@ def kmskey_manifest(namespace: str, name: str, **meta: Any) -> str:
     )
 
 
+def notes_example(notes: str) -> dict[str, Any]:
+    """The KmsKey of NOTES.txt's `cat <<YAML | kubectl apply -f -` example."""
+    heredoc = re.search(r"cat <<YAML \| kubectl apply -f -\n(.*?)\n\s*YAML\n", notes, re.DOTALL)
+    assert heredoc, notes
+    example: dict[str, Any] = yaml.safe_load(textwrap.dedent(heredoc.group(1)))
+    return example
+
+
 def test_namespaced_ha_release_from_install_to_uninstall(
     control_plane: ControlPlane,
     kubeconfig: Path,
@@ -498,6 +508,12 @@ def test_namespaced_ha_release_from_install_to_uninstall(
         )
         assert "ha-pod" in peering.get("status", {}), peering  # the keep-alive, under POD_ID
         kubectl("-n", watched, "delete", "kmskey", "peered", "--timeout=30s")
+        # NOTES.txt's example, applied as printed, lands in the watched namespace and becomes Ready.
+        example = notes_example(helm("get", "notes", "ha", "-n", system, kubeconfig=kubeconfig).stdout)
+        assert example["metadata"]["namespace"] == watched
+        kubectl("apply", "-f", "-", input=json.dumps(example))
+        wait_ready(kubectl, watched, example["metadata"]["name"])
+        kubectl("-n", watched, "delete", "kmskey", example["metadata"]["name"], "--timeout=30s")
         assert not forbidden_lines(operator.log()), "\n".join(forbidden_lines(operator.log()))
     finally:
         operator.stop()
