@@ -34,7 +34,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,6 +73,7 @@ class PeerOptions:
     crds: tuple[Path, ...]
     moto_server: Path
     idle_seconds: float
+    extra_args: tuple[str, ...] = ()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--peer-idle-seconds", type=float, default=30, help="idle window after all Ready, each side (30)"
     )
+    group.add_argument(
+        "--peer-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="one more ACK controller flag, e.g. --peer-arg=--reconcile-default-max-concurrent-syncs=8",
+    )
 
 
 def options(
@@ -96,8 +104,10 @@ def options(
 ) -> PeerOptions | None:
     """The peer row's options, None when it is off (no --peer-binary); PeerConfigError when unusable."""
     if args.peer_binary is None:
-        if args.peer_crds is not None or args.peer_moto_server is not None:
-            raise PeerConfigError("--peer-crds/--peer-moto-server need --peer-binary (the ACK controller)")
+        if args.peer_crds is not None or args.peer_moto_server is not None or args.peer_arg:
+            raise PeerConfigError(
+                "--peer-crds/--peer-moto-server/--peer-arg need --peer-binary (the controller)"
+            )
         return None
     binary = args.peer_binary.expanduser()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
@@ -120,7 +130,14 @@ def options(
         raise PeerConfigError(f"--peer-moto-server {moto}: not an executable file")
     if args.peer_idle_seconds < 0:
         raise PeerConfigError("--peer-idle-seconds must not be negative")
-    return PeerOptions(binary, crds, moto, float(args.peer_idle_seconds))
+    for extra in args.peer_arg:
+        if not extra.startswith("--"):
+            raise PeerConfigError(
+                f"--peer-arg {extra!r}: give one --flag[=value] (write --peer-arg=--flag=value)"
+            )
+        if extra.split("=", 1)[0] in PINNED_FLAGS:
+            raise PeerConfigError(f"--peer-arg {extra!r}: the bench sets that flag itself (127.0.0.1, moto)")
+    return PeerOptions(binary, crds, moto, float(args.peer_idle_seconds), tuple(args.peer_arg))
 
 
 def crd_files(directory: Path) -> tuple[Path, ...]:
@@ -161,8 +178,30 @@ def peer_environment(kubeconfig: Path, endpoint: str) -> dict[str, str]:
     }
 
 
+# The flags `peer_argv` sets: what keeps the peer on 127.0.0.1, at moto and in its namespace.
+PINNED_FLAGS = frozenset(
+    {
+        "--aws-region",
+        "--aws-endpoint-url",
+        "--aws-identity-endpoint-url",
+        "--allow-unsafe-aws-endpoint-urls",
+        "--enable-leader-election",
+        "--watch-namespace",
+        "--healthz-addr",
+        "--metrics-addr",
+        "--webhook-server-addr",
+    }
+)
+
+
 def peer_argv(
-    binary: Path, endpoint: str, namespace: str, health_port: int, metrics_port: int, webhook_port: int
+    binary: Path,
+    endpoint: str,
+    namespace: str,
+    health_port: int,
+    metrics_port: int,
+    webhook_port: int,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The controller's flags: the chart's defaults, except what keeps it on 127.0.0.1 and in `namespace`.
 
@@ -181,6 +220,7 @@ def peer_argv(
         f"--metrics-addr=127.0.0.1:{metrics_port}",
         f"--webhook-server-addr=127.0.0.1:{webhook_port}",
         "--log-level=info",
+        *extra_args,
     ]
 
 
@@ -534,7 +574,15 @@ def measure_peer(
         controller = ManagedProcess(
             ProcessSpec(
                 "ack-kms-controller",
-                peer_argv(opts.binary, endpoint, PEER_NAMESPACE, health_port, metrics_port, webhook_port),
+                peer_argv(
+                    opts.binary,
+                    endpoint,
+                    PEER_NAMESPACE,
+                    health_port,
+                    metrics_port,
+                    webhook_port,
+                    opts.extra_args,
+                ),
                 env=peer_environment(kubeconfig, endpoint),
                 drop_env_prefixes=("AWS_",),
             ),
@@ -621,6 +669,7 @@ def section(
             "network_audit": network,
             "binary": str(opts.binary),
             "binary_sha256": sha256(opts.binary),
+            "extra_args": list(opts.extra_args),
             "moto_version": moto_version(opts.moto_server),
             "moto_server": str(opts.moto_server),
             "aws_region": AWS_REGION,

@@ -80,8 +80,11 @@ def test_the_peer_options_are_read_and_the_crds_found(peer_files: dict[str, Path
             str(peer_files["moto"]),
             "--peer-idle-seconds",
             "12",
+            "--peer-arg=--reconcile-default-max-concurrent-syncs=8",
         )
     )
+    assert opts is not None
+    assert opts.extra_args == ("--reconcile-default-max-concurrent-syncs=8",)
     assert opts is not None
     assert opts.binary == peer_files["binary"]
     assert opts.moto_server == peer_files["moto"]
@@ -103,7 +106,16 @@ def test_moto_server_is_found_on_path_when_not_given(peer_files: dict[str, Path]
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--peer-crds", "{crds}"], "--peer-crds/--peer-moto-server need --peer-binary"),
+        (["--peer-crds", "{crds}"], "--peer-crds/--peer-moto-server/--peer-arg need --peer-binary"),
+        (["--peer-arg=--log-level=debug"], "need --peer-binary"),
+        (
+            ["--peer-binary", "{binary}", "--peer-crds", "{crds}", "--peer-arg=log-level"],
+            "--peer-arg 'log-level': give one --flag[=value]",
+        ),
+        (
+            ["--peer-binary", "{binary}", "--peer-crds", "{crds}", "--peer-arg=--metrics-addr=0.0.0.0:8080"],
+            "the bench sets that flag itself",
+        ),
         (["--peer-binary", "{crds}"], "--peer-binary {crds}: not an executable file"),
         (["--peer-binary", "{binary}"], "--peer-binary needs --peer-crds DIR"),
         (["--peer-binary", "{binary}", "--peer-crds", "{binary}"], "not a directory"),
@@ -266,6 +278,11 @@ def test_every_address_the_peer_listens_on_or_dials_is_loopback() -> None:
     assert flags["webhook-server-addr"] == "127.0.0.1:3"
     assert flags["watch-namespace"] == "bench-peer-ack"
     assert flags["enable-leader-election"] == "false"
+    assert set(peer.PINNED_FLAGS) <= {a.split("=", 1)[0] for a in argv[1:]}
+    extra = peer.peer_argv(
+        Path("/c"), endpoint, "ns", 1, 2, 3, ["--reconcile-default-max-concurrent-syncs=8"]
+    )
+    assert extra[-1] == "--reconcile-default-max-concurrent-syncs=8"
     assert peer.moto_argv(Path("/venv/bin/moto_server"), 4566) == [
         "/venv/bin/moto_server",
         "-H",
