@@ -17,8 +17,9 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
 
     import kopf
+    from kopf._core.engines import peering  # kopf.run() takes an Identity but kopf does not export the type
 
-    from kmskey_operator import handlers, logs
+    from kmskey_operator import handlers, identity, logs
     from kmskey_operator.kms.gateway import KmsGateway
     from kmskey_operator.reconcile.reconciler import Reconciler
 
@@ -64,6 +65,8 @@ def _run(args: argparse.Namespace) -> int:
         memo=kopf.Memo(runtime=runtime),
         ready_flag=readiness.started,
         insights=readiness.insights,
+        # Our own identity: kopf's default asks the passwd database, which has no entry for the image's uid.
+        identity=peering.Identity(identity.peer_identity()),
         standalone=settings.peering_name is None,
         peering_name=settings.peering_name,
         clusterwide=not settings.namespaces,
