@@ -116,11 +116,15 @@ class KopfLevels(logging.Filter):
     - every timer tick's and admission review's "... succeeded." (per resource, every few seconds),
       and aiohttp's access lines (probes, admission): DEBUG;
     - a handler that "failed temporarily" is retried; the cause is already a Warning Event, a condition
-      and a metric: WARNING, not kopf's ERROR.
+      and a metric: WARNING, not kopf's ERROR;
+    - the webhook "failed permanently" is how kopf reports every admission refusal (the handler raises
+      kopf.AdmissionError): a user's invalid edit, answered as designed and counted in
+      kmskey_admission_requests_total{result="denied"}: INFO, not kopf's ERROR.
     A re-levelled line below `threshold` is dropped, as the handler's own level would have.
     """
 
     _ROUTINE = re.compile(r"^(Timer|Webhook|Daemon) '[^']*' succeeded\.$")
+    _REFUSAL = re.compile(r"^Webhook '[^']*' failed permanently: ")
 
     def __init__(self, threshold: int) -> None:
         super().__init__()
@@ -136,6 +140,8 @@ class KopfLevels(logging.Filter):
                 level = logging.DEBUG
             elif record.levelno == logging.ERROR and " failed temporarily" in message:
                 level = logging.WARNING
+            elif record.levelno == logging.ERROR and self._REFUSAL.match(message):
+                level = logging.INFO
         if level == record.levelno:
             return True
         if level < self.threshold:

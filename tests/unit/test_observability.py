@@ -183,6 +183,23 @@ def test_routine_kopf_lines_are_debug_and_temporary_failures_warnings() -> None:
     )
 
 
+def test_an_admission_refusal_is_info_and_other_permanent_failures_stay_errors() -> None:
+    levels = logs.KopfLevels(logging.INFO)
+    refused = record(
+        "kopf.objects",
+        logging.ERROR,
+        "Webhook 'validate-kmskey' failed permanently: spec.keySpec is immutable",
+    )
+    assert levels.filter(refused)
+    assert refused.levelname == "INFO"
+    assert not logs.KopfLevels(logging.WARNING).filter(
+        record("kopf.objects", logging.ERROR, "Webhook 'validate-kmskey' failed permanently: no")
+    )
+    handler = record("kopf.objects", logging.ERROR, "Handler 'reconcile-delete' failed permanently: boom")
+    assert levels.filter(handler)
+    assert handler.levelname == "ERROR"
+
+
 def test_secret_values_and_their_base64_are_blanked_from_whole_lines() -> None:
     secret = "SECRET-VALUE-unit-0123456789"
     encoded = base64.b64encode(secret.encode()).decode()
