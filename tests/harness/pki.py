@@ -56,8 +56,14 @@ def _write(path: Path, data: bytes, mode: int = 0o600) -> Path:
     return path
 
 
-def generate(directory: Path) -> Pki:
-    """Create the CA, the serving cert (127.0.0.1 + localhost), the admin client cert and the SA key pair."""
+def generate(
+    directory: Path, *, extra_ips: tuple[str, ...] = (), extra_dns_names: tuple[str, ...] = ()
+) -> Pki:
+    """Create the CA, the serving cert (127.0.0.1, localhost, extras), the admin client cert, the SA keys.
+
+    The extras are for an API server that pods reach (tests/harness/node.py): its node address, the
+    `kubernetes` Service's ClusterIP and the Service's DNS names.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)  # tolerate small clock skew
 
@@ -109,7 +115,10 @@ def generate(directory: Path) -> Pki:
         _name("kube-apiserver"),
         ExtendedKeyUsageOID.SERVER_AUTH,
         x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
+            [
+                *(x509.IPAddress(ipaddress.IPv4Address(ip)) for ip in ("127.0.0.1", *extra_ips)),
+                *(x509.DNSName(name) for name in ("localhost", *extra_dns_names)),
+            ]
         ),
     )
     admin_key = _key()
