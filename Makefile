@@ -50,8 +50,17 @@ dev-status: ## show what dev-up started and whether it is still running
 go-tools: venv ## build (once) and cache kstatus (hack/kstatus) and helm-docs from Go modules
 	@VENV=$(VENV) bash hack/build-go-tools.sh >/dev/null
 
+IMAGE_ARCHIVE ?= .build/image/kmskey-operator.oci.tar
+
+.PHONY: node
+node: venv ## the test node: Debian packages, kubelet & co. from Go modules, the pause image, the operator image
+	@bash hack/install-node-deps.sh
+	@VENV=$(VENV) bash hack/build-control-plane.sh --node >/dev/null
+	@bash hack/build-pause-image.sh >/dev/null
+	@IMAGE_ARCHIVE=$(IMAGE_ARCHIVE) bash hack/build-image.sh >/dev/null
+
 .PHONY: setup
-setup: venv tools control-plane go-tools ## everything the tests need, from scratch
+setup: venv tools control-plane go-tools node ## everything the tests need, from scratch
 
 .PHONY: lint
 lint: venv lint-docker lint-chart ## ruff, hadolint + shellcheck (lint-docker), the chart's values table (lint-chart)
@@ -76,9 +85,11 @@ typecheck: venv ## mypy --strict
 	$(BIN)/mypy
 
 .PHONY: test
-test: setup lint typecheck ## set-up from scratch, lint, type-check, and every test tier
-	KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh | sed -n 's/^KUBE_BIN=//p') \
+test: setup lint typecheck ## set-up from scratch, lint, type-check, and every test tier (tests/node: the image on a real node)
+	KUBE_BIN=$$(VENV=$(VENV) bash hack/build-control-plane.sh --node | sed -n 's/^KUBE_BIN=//p') \
 	  GO_TOOLS=$$(VENV=$(VENV) bash hack/build-go-tools.sh | sed -n 's/^GO_TOOLS=//p') \
+	  KMSKEY_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) \
+	  KMSKEY_PAUSE_ARCHIVE=$$(bash hack/build-pause-image.sh 2>/dev/null | sed -n 's/^PAUSE_ARCHIVE=//p') \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 CHAOS_RESULTS ?= tests/chaos/results/latest.json
@@ -109,15 +120,23 @@ bench: setup ## speed, KMS calls per key and memory at 1,000 keys (real API serv
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE ?= kmskey-operator:$(VERSION)
 
+# docker when it is installed; otherwise buildah (Debian's) on a Debian base built here, into an OCI archive.
+BUILDER ?= $(if $(shell command -v docker 2>/dev/null),docker,buildah)
+
 .PHONY: image
-image: ## docker build the operator image as $(IMAGE) (IMAGE=registry/name:tag to push it later)
+image: ## build the operator image as $(IMAGE): docker build, or without Docker buildah into $(IMAGE_ARCHIVE)
+ifeq ($(BUILDER),docker)
 	docker build --tag $(IMAGE) --build-arg VERSION=$(VERSION) \
 	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) .
+else
+	@bash hack/install-node-deps.sh
+	IMAGE=$(IMAGE) IMAGE_ARCHIVE=$(IMAGE_ARCHIVE) bash hack/build-image.sh
+endif
 
 .PHONY: lint-docker
-lint-docker: venv ## hadolint the Dockerfile, shellcheck hack/kind-e2e.sh
+lint-docker: venv ## hadolint the Dockerfile, shellcheck the hack/ scripts
 	$(BIN)/hadolint --config .hadolint.yaml Dockerfile
-	$(BIN)/shellcheck hack/kind-e2e.sh
+	$(BIN)/shellcheck hack/*.sh
 
 .PHONY: kind-e2e
 kind-e2e: tools ## on a kind cluster (needs Docker + kind): image, KMS emulator, helm install, seed Ready

@@ -61,3 +61,29 @@ def test_build_context_excludes_everything_but_the_sources() -> None:
     assert ignored[1:2] == ["*"] or "*" in ignored
     allowed = {line[1:] for line in ignored if line.startswith("!")}
     assert allowed == {"constraints.txt", "pyproject.toml", "README.md", "operator/"}
+
+
+def test_every_port_the_chart_uses_is_exposed() -> None:
+    exposed = re.search(r"^EXPOSE (.+)$", FINAL_STAGE, re.MULTILINE)
+    assert exposed is not None
+    values = (REPO_ROOT / "deploy/helm/kmskey-operator/values.yaml").read_text()
+    ports = {int(p) for p in re.findall(r"^\s+(?:port|readyPort): (\d+)$", values, re.MULTILINE)} - {443}
+    assert ports == {8080, 8081, 8082, 9443}
+    assert {int(p) for p in exposed.group(1).split()} == ports
+
+
+def test_the_bases_are_build_arguments_and_the_default_is_pinned_by_digest() -> None:
+    default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", TEXT, re.MULTILINE)
+    assert default is not None
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", default.group(1))
+    assert re.search(r"^ARG BUILD_IMAGE=\$\{PYTHON_IMAGE\}$", TEXT, re.MULTILINE)
+    assert re.search(r"^FROM \$\{BUILD_IMAGE\} AS build$", TEXT, re.MULTILINE)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\}$", TEXT, re.MULTILINE)
+
+
+def test_the_virtualenv_gets_no_pip_and_bytecode_is_compiled_at_build_time() -> None:
+    build_stage = TEXT[: TEXT.rindex("\nFROM ")]
+    assert "python3 -m venv --without-pip /opt/kmskey-operator" in build_stage
+    assert "test ! -e /opt/kmskey-operator/bin/pip" in build_stage
+    assert "compileall" in build_stage
+    assert "every dependency ships a manylinux wheel" not in TEXT  # seven alibabacloud-* are sdists
