@@ -735,3 +735,52 @@ def test_notes_show_how_to_list_kmskeys() -> None:
     notes = (CHART / "templates" / "NOTES.txt").read_text()
     assert "get kmskeys" in notes
     assert "namespace: {{ $exampleNamespace }}" in notes
+
+
+# -- helm test -----------------------------------------------------------------------------------------
+
+
+def _test_pod(values: dict[str, Any] | None = None) -> dict[str, Any]:
+    pods = [
+        o
+        for o in of_kind(template(values or {}), "Pod")
+        if o["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    ]
+    assert len(pods) == 1
+    return pods[0]
+
+
+def test_helm_test_pod_checks_the_webhook_and_metrics_services_as_a_non_root_read_only_pod() -> None:
+    pod = _test_pod()
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False
+    (test,) = spec["containers"]
+    assert test["image"] == container(template())["image"]
+    assert test["securityContext"]["readOnlyRootFilesystem"] is True
+    assert test["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    script = test["args"][0]
+    compile(script, "helm-test", "exec")  # the inline check is valid Python
+    env = {e["name"]: e["value"] for e in test["env"]}
+    assert env["WEBHOOK_SERVICE"] == "kms-kmskey-operator-webhook"
+    assert env["METRICS_SERVICE"] == "kms-kmskey-operator-metrics"
+    assert env["WEBHOOK_PATH"] == "/validate-kmskey"
+    assert spec["volumes"][0]["secret"]["secretName"] == "kms-kmskey-operator-webhook-tls"
+
+
+def test_helm_test_pod_follows_the_webhook_and_metrics_settings() -> None:
+    without = _test_pod({"webhook.enabled": False, "metrics.enabled": False})
+    env = {e["name"]: e["value"] for e in without["spec"]["containers"][0]["env"]}
+    assert env["WEBHOOK_ENABLED"] == "false"
+    assert env["METRICS_ENABLED"] == "false"
+    assert "volumes" not in without["spec"]
+    own = _test_pod(
+        {
+            "webhook.certificate.source": "secret",
+            "webhook.certificate.secretName": "mine",
+            "webhook.certificate.caBundle": "Q0E=",
+        }
+    )
+    own_env = {e["name"]: e["value"] for e in own["spec"]["containers"][0]["env"]}
+    assert own_env["CA_BUNDLE"] == "Q0E="
