@@ -94,9 +94,9 @@ wrapper_module() {
     go mod init envtest.local/kubernetes >/dev/null 2>&1
     local gomod m
     gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
-    for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod"); do
+    while read -r m; do
       go mod edit -replace="$m=$m@v0.$minor_patch"
-    done
+    done < <(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod")
     # Every command this script can build, so go.sum covers all of their packages.
     for m in kube-apiserver "${NODE_BINARIES[@]}"; do go get "k8s.io/kubernetes/cmd/$m@v$K8S_VERSION" >&2; done
     touch .resolved
