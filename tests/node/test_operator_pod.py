@@ -182,8 +182,8 @@ def test_the_operator_runs_as_uid_65532_without_passwd_entry_on_a_read_only_root
         "except OSError as e:\n    print('root', e.strerror)\n"
         "print('pid1', open('/proc/1/cmdline').read().replace(chr(0), ' '))\n"
         "print('uid1', [l for l in open('/proc/1/status') if l.startswith('Uid:')][0].split()[1])\n"
-        "import importlib.util\n"
-        "print('pip', importlib.util.find_spec('pip'), 'setuptools', importlib.util.find_spec('setuptools'))\n"
+        "from importlib.util import find_spec\n"
+        "print('pip', find_spec('pip'), 'setuptools', find_spec('setuptools'))\n"
     )
     out = node_cluster.kubectl(
         "-n", SYSTEM, "exec", pod["metadata"]["name"], "--", "python3", "-c", probe, timeout=60
