@@ -30,20 +30,23 @@ full_only = pytest.mark.skipif(not FULL, reason="full chaos run: make chaos")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_CRDS = REPO_ROOT / "deploy" / "helm" / "kmskey-operator" / "crds"
 
-# Every figure the README's reliability section quotes; counters add up across scenarios.
-RESULTS: dict[str, Any] = {
-    "crash_trials": 0,
-    "keys_duplicated": 0,
-    "keys_orphaned": 0,
-    "keys_lost": 0,
-    "fault_rate": 0.0,
-    "fault_scenarios_converged": 0,
-    "fault_scenarios_total": 0,
-    "failover_seconds": 0.0,
-    "hostile_specs_tried": 0,
-    "operator_crashes": 0,
-    "secrets_leaked": 0,
-}
+# Every figure the README's reliability section quotes; counters add up across scenarios. A figure starts as
+# None (not measured) and stays null in the results when no scenario recorded it, for instance because the
+# scenario failed first: an unmeasured "keys_duplicated" must never read as 0 duplicated.
+FIGURES = (
+    "crash_trials",
+    "keys_duplicated",
+    "keys_orphaned",
+    "keys_lost",
+    "fault_rate",
+    "fault_scenarios_converged",
+    "fault_scenarios_total",
+    "failover_seconds",
+    "hostile_specs_tried",
+    "operator_crashes",
+    "secrets_leaked",
+)
+RESULTS: dict[str, Any] = dict.fromkeys(FIGURES)
 
 
 def scale(quick: int, full: int) -> int:
@@ -55,7 +58,9 @@ def record(**figures: float) -> None:
     """Add counters (ints) or set measurements (floats; the worst value wins for `*_seconds`)."""
     for name, value in figures.items():
         current = RESULTS.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and isinstance(current, int):
+        if current is None:
+            RESULTS[name] = round(value, 3) if isinstance(value, float) else value
+        elif isinstance(value, int) and not isinstance(value, bool) and isinstance(current, int):
             RESULTS[name] = current + value
         elif name.endswith("_seconds") and isinstance(current, int | float):
             RESULTS[name] = round(max(float(current), float(value)), 2)
@@ -71,6 +76,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         **RESULTS,
+        "unmeasured": sorted(name for name, value in RESULTS.items() if value is None),
         "full": FULL,
         "passed": exitstatus == 0,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
