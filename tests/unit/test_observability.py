@@ -129,10 +129,14 @@ async def test_each_admission_review_is_counted_by_result(
     before = value("kmskey_admission_requests_total", operation=operation, result=result)
     warnings: list[str] = []
     body = kopf.Body({"metadata": {"name": "k"}, "spec": spec})
+    refused = False
     try:
         await webhook.validate_kmskey(warnings=warnings, operation=operation, new=body)
     except kopf.AdmissionError:
-        assert result == "denied"
+        refused = True
+    # The count must match what the API server was told: refused exactly when counted "denied".
+    assert refused == (result == "denied")
+    assert bool(warnings) == (result == "warned")
     assert value("kmskey_admission_requests_total", operation=operation, result=result) == before + 1
 
 
