@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import ssl
 from collections.abc import Mapping
 
 
@@ -29,6 +30,9 @@ class Settings:
     """KMS_ENDPOINT_TYPE: `public` (kms.<region>.aliyuncs.com) or `vpc` (kms-vpc.<region>.aliyuncs.com)."""
     kms_protocol: str = "https"
     """KMS_PROTOCOL: `https`, or `http` for the local emulator."""
+    kms_ca_bundle: str | None = None
+    """KMSKEY_KMS_CA_BUNDLE: a PEM file of CA certificates trusted for KMS in addition to the system's and the
+    SDK's (certifi) roots, e.g. a TLS-inspecting proxy's CA or the emulator's; empty = only those roots."""
     kms_connect_timeout_ms: int = 5000
     """KMSKEY_KMS_CONNECT_TIMEOUT_MS: milliseconds to open a connection to KMS."""
     kms_read_timeout_ms: int = 10000
@@ -129,6 +133,8 @@ class Settings:
             raise SettingsError(f"KMS_PROTOCOL={self.kms_protocol!r}: use https, or http for the emulator")
         if self.kms_endpoint_type not in ("public", "vpc"):
             raise SettingsError(f"KMS_ENDPOINT_TYPE={self.kms_endpoint_type!r}: use public or vpc")
+        if self.kms_ca_bundle:
+            _check_ca_bundle(self.kms_ca_bundle)
         if self.kms_endpoint and "://" in self.kms_endpoint:
             raise SettingsError(
                 f"KMS_ENDPOINT={self.kms_endpoint!r}: give host[:port] only; set KMS_PROTOCOL for the scheme"
@@ -163,6 +169,7 @@ ENV_VARS: dict[str, str] = {
     "kms_endpoint": "KMS_ENDPOINT",
     "kms_endpoint_type": "KMS_ENDPOINT_TYPE",
     "kms_protocol": "KMS_PROTOCOL",
+    "kms_ca_bundle": "KMSKEY_KMS_CA_BUNDLE",
     "kms_connect_timeout_ms": "KMSKEY_KMS_CONNECT_TIMEOUT_MS",
     "kms_read_timeout_ms": "KMSKEY_KMS_READ_TIMEOUT_MS",
     "kms_call_retries": "KMSKEY_KMS_CALL_RETRIES",
@@ -190,6 +197,17 @@ ENV_VARS: dict[str, str] = {
     "peering_priority": "KMSKEY_PEERING_PRIORITY",
     "peering_lifetime_seconds": "KMSKEY_PEERING_LIFETIME_SECONDS",
 }
+
+
+def _check_ca_bundle(path: str) -> None:
+    """The bundle must be a readable PEM file with at least one certificate: refuse it now, not at a call."""
+    hint = "give a PEM file of CA certificates (trusted in addition to the system's roots)"
+    if not os.path.isfile(path):
+        raise SettingsError(f"KMSKEY_KMS_CA_BUNDLE={path!r}: no such file; {hint}")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as error:
+        raise SettingsError(f"KMSKEY_KMS_CA_BUNDLE={path!r}: not usable ({error}); {hint}") from None
 
 
 def _convert(attr: str, raw: str, source: str) -> object:

@@ -451,7 +451,16 @@ def test_every_env_variable_the_chart_sets_is_read_by_the_operator() -> None:
         "POD_ID",  # kopf's peer identity
     }
     every = {
-        **env_of(template({**HA, **NAMESPACED, "credentials.ecsMetadataDisabled": True})),
+        **env_of(
+            template(
+                {
+                    **HA,
+                    **NAMESPACED,
+                    "credentials.ecsMetadataDisabled": True,
+                    "kms.caBundle.configMapName": "ca",
+                }
+            )
+        ),
         **env_of(template({"credentials.source": "rrsa", "credentials.rrsa.mode": "manual", **_RRSA_ARNS})),
     }
     unread = []
@@ -714,6 +723,35 @@ def test_webhook_off_renders_no_webhook_objects() -> None:
     assert of_kind(objects, "Secret") == []
     assert [s["metadata"]["name"] for s in of_kind(objects, "Service")] == ["kms-kmskey-operator-metrics"]
     assert container(objects)["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+# -- the extra KMS CA bundle -------------------------------------------------------------------------------
+
+
+def _pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod: dict[str, Any] = one(objects, "Deployment")["spec"]["template"]["spec"]
+    return pod
+
+
+@pytest.mark.parametrize("source", ["configMap", "secret"])
+def test_a_kms_ca_bundle_is_mounted_read_only_and_passed_to_the_operator(source: str) -> None:
+    name_value = "kms.caBundle.configMapName" if source == "configMap" else "kms.caBundle.secretName"
+    objects = template({name_value: "corporate-ca", "kms.caBundle.key": "bundle.pem"})
+    bundle = Path(_plain_env(objects)["KMSKEY_KMS_CA_BUNDLE"])
+    mounts = {m["name"]: m for m in container(objects)["volumeMounts"]}
+    assert str(bundle.parent) == mounts["kms-ca-bundle"]["mountPath"]
+    assert mounts["kms-ca-bundle"]["readOnly"] is True
+    volume = next(v for v in _pod(objects)["volumes"] if v["name"] == "kms-ca-bundle")
+    assert volume[source]["items"] == [{"key": "bundle.pem", "path": bundle.name}]
+    assert volume[source].get("name", volume[source].get("secretName")) == "corporate-ca"
+
+
+def test_no_kms_ca_bundle_by_default_and_not_two_sources() -> None:
+    objects = template()
+    assert "KMSKEY_KMS_CA_BUNDLE" not in env_of(objects)
+    assert all(v["name"] != "kms-ca-bundle" for v in _pod(objects)["volumes"])
+    message = refusal({"kms.caBundle.configMapName": "a", "kms.caBundle.secretName": "b"})
+    assert "kms.caBundle: set configMapName or secretName, not both" in message
 
 
 # -- metrics and notes -------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Fixtures for end-to-end tests: the real operator, the KMS emulator and the real API server together."""
+"""Fixtures for end-to-end tests: the real operator, the KMS emulator and the real API server together.
+
+KMS is reached over HTTPS, as real KMS is: the emulator serves TLS with its own CA, the operator trusts that
+CA through its extra-CA setting (KMSKEY_KMS_CA_BUNDLE), and the `kms` client verifies it too.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,17 @@ from typing import Any
 import pytest
 from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as KmsClient
-from alibabacloud_tea_openapi.utils_models import Config
 
 from kms_emulator.testing import EmulatorHandle, run_emulator
 from kmskey_operator import names
 from tests.conftest import Kubectl
+from tests.harness.kms import sdk_client
 from tests.harness.operator import OperatorProcess
 
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorHandle]:
-    with run_emulator(quotas=False) as emu:
+    with run_emulator(quotas=False, tls=True) as emu:
         yield emu
 
 
@@ -38,6 +42,7 @@ def operator(
         access_key_id=emulator.access_key_id,
         access_key_secret=emulator.access_key_secret,
         log_dir=tmp_path_factory.mktemp("operator"),
+        kms_ca_file=emulator.ca_file,
         extra_env={
             "KMSKEY_WEBHOOK_ENABLED": "false",
             "KMSKEY_RESYNC_SECONDS": "3",
@@ -51,16 +56,8 @@ def operator(
 
 @pytest.fixture(scope="module")
 def kms(emulator: EmulatorHandle) -> KmsClient:
-    """The official SDK, pointed at the emulator: how tests look at KMS as a user would."""
-    return KmsClient(
-        Config(
-            access_key_id=emulator.access_key_id,
-            access_key_secret=emulator.access_key_secret,
-            endpoint=emulator.endpoint,
-            protocol="http",
-            region_id=emulator.region_id,
-        )
-    )
+    """The official SDK, pointed at the emulator over HTTPS: how tests look at KMS as a user would."""
+    return sdk_client(emulator)
 
 
 def apply(kubectl: Kubectl, namespace: str, name: str, spec: dict[str, Any], **meta: Any) -> None:

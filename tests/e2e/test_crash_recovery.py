@@ -38,6 +38,7 @@ def test_a_create_whose_status_write_was_lost_is_found_by_its_ownership_tag(
         access_key_id=emulator.access_key_id,
         access_key_secret=emulator.access_key_secret,
         log_dir=tmp_path,
+        kms_ca_file=emulator.ca_file,
         extra_env={"KMSKEY_WEBHOOK_ENABLED": "false", "WATCH_NAMESPACES": namespace},
         name="restarted",
     ).start()

@@ -12,6 +12,7 @@ import pytest
 from kms_emulator.testing import run_emulator
 from tests.conftest import Kubectl
 from tests.harness import demo
+from tests.harness.kms import sdk_client
 from tests.harness.operator import OperatorProcess
 
 
@@ -19,14 +20,11 @@ from tests.harness.operator import OperatorProcess
 def demo_operator(
     kubeconfig: Path, crd_installed: list[str], tmp_path: Path, kubectl: Kubectl
 ) -> Iterator[tuple[OperatorProcess, demo.KmsClient]]:
-    with run_emulator(quotas=True, instance_ids=(demo.DEMO_INSTANCE_ID,)) as emu:
+    with run_emulator(quotas=True, instance_ids=(demo.DEMO_INSTANCE_ID,), tls=True) as emu:
         process = demo.start_operator(kubeconfig, emu, tmp_path)
         try:
             demo._wait_for_webhook(kubectl)
-            yield (
-                process,
-                demo.kms_client(emu.endpoint, emu.access_key_id, emu.access_key_secret, emu.region_id),
-            )
+            yield process, sdk_client(emu)
         finally:
             process.stop()
 

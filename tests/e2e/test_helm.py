@@ -40,6 +40,7 @@ FINALIZER = "kms.alicloud.dev/finalizer"
 # Words in an operator log line that mean the API server refused it something.
 # (kopf's APIForbiddenError carries the API server's "Forbidden" status; a bare "403" could be a number.)
 FORBIDDEN_MARKERS = ("Forbidden", "forbidden", "Not enough permissions")
+KMS_CA_CONFIG_MAP = "kms-emulator-ca"
 
 
 @dataclass
@@ -74,7 +75,9 @@ def install(kubeconfig: Path, namespace: str, values: dict[str, Any], name: str 
 def emulator_values(emulator: EmulatorHandle, **extra: Any) -> dict[str, Any]:
     return {
         "kms.endpoint": emulator.endpoint,
-        "kms.protocol": "http",
+        "kms.protocol": emulator.protocol,
+        # Over HTTPS the operator trusts the emulator's CA the way a user adds a proxy's CA: a ConfigMap.
+        **({"kms.caBundle.configMapName": KMS_CA_CONFIG_MAP} if emulator.ca_file else {}),
         "kms.regionId": emulator.region_id,
         "credentials.source": "secret",
         "credentials.secret.name": "kms-credentials",
@@ -89,6 +92,16 @@ def emulator_values(emulator: EmulatorHandle, **extra: Any) -> dict[str, Any]:
 
 
 def create_credentials(kubectl: Kubectl, namespace: str, emulator: EmulatorHandle) -> None:
+    """What the release reads from its namespace: the access keys and, over HTTPS, the emulator's CA."""
+    if emulator.ca_file:
+        kubectl(
+            "-n",
+            namespace,
+            "create",
+            "configmap",
+            KMS_CA_CONFIG_MAP,
+            f"--from-file=ca.crt={emulator.ca_file}",
+        )
     kubectl(
         "-n",
         namespace,
@@ -142,6 +155,17 @@ def operator_as_chart_configures_it(
         for key, data in secret["data"].items():
             (secret_dir / key).write_bytes(base64.b64decode(data))
         env["KMSKEY_WEBHOOK_SECRET_DIR"] = str(secret_dir)
+    if env.get("KMSKEY_KMS_CA_BUNDLE"):
+        # The chart mounts the CA ConfigMap there; here its items are written to a directory of that shape.
+        source = next(v for v in pod["volumes"] if v["name"] == "kms-ca-bundle")["configMap"]
+        data = json.loads(
+            kubectl("-n", release.namespace, "get", "configmap", source["name"], "-o", "json").stdout
+        )["data"]
+        ca_dir = workdir / f"{name}-kms-ca"
+        ca_dir.mkdir(parents=True, exist_ok=True)
+        for item in source["items"]:
+            (ca_dir / item["path"]).write_text(data[item["key"]])
+        env["KMSKEY_KMS_CA_BUNDLE"] = str(ca_dir / Path(env["KMSKEY_KMS_CA_BUNDLE"]).name)
     # Everything listens on 127.0.0.1 at ports OperatorProcess picks, never on the chart's 0.0.0.0.
     # (OperatorProcess sets its own KMSKEY_*_HOST = 127.0.0.1 and free KMSKEY_*_PORT values.)
     for variable in [v for v in env if v.startswith("KMSKEY_") and v.endswith(("_HOST", "_PORT"))]:

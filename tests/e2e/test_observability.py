@@ -38,7 +38,7 @@ TIMEOUT = 90.0  # two cores shared with other engineers' test runs: be patient, 
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorHandle]:
-    with run_emulator(quotas=False, access_keys={ACCESS_KEY_ID: SECRET}) as emu:
+    with run_emulator(quotas=False, access_keys={ACCESS_KEY_ID: SECRET}, tls=True) as emu:
         yield emu
 
 
@@ -61,6 +61,7 @@ def operator(
     process = OperatorProcess(
         kubeconfig=kubeconfig,
         kms_endpoint=emulator.endpoint,
+        kms_ca_file=emulator.ca_file,
         access_key_id=ACCESS_KEY_ID,
         access_key_secret=SECRET,
         log_dir=tmp_path_factory.mktemp("operator-obs"),
@@ -399,6 +400,7 @@ def test_no_credential_reaches_logs_events_or_status(
     wrong = OperatorProcess(
         kubeconfig=kubeconfig,
         kms_endpoint=emulator.endpoint,
+        kms_ca_file=emulator.ca_file,
         access_key_id=ACCESS_KEY_ID,
         access_key_secret=WRONG_SECRET,
         log_dir=tmp_path_factory.mktemp("operator-wrong-secret"),
@@ -487,6 +489,7 @@ def test_the_active_replica_gauge_follows_kopf_peering(
         return OperatorProcess(
             kubeconfig=kubeconfig,
             kms_endpoint=emulator.endpoint,
+            kms_ca_file=emulator.ca_file,
             access_key_id=ACCESS_KEY_ID,
             access_key_secret=SECRET,
             log_dir=tmp_path_factory.mktemp(name),

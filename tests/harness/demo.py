@@ -2,10 +2,11 @@
 
     python -m tests.harness.demo
 
-Starts a real kube-apiserver + etcd, the KMS emulator and the operator (with its admission webhook),
-then: applies the seed's example, shows it Ready and the key as KMS reports it, shows a ForceNew edit
-refused at admission and a description edit applied in KMS, deletes the resource and shows that the key
-is still in KMS. Stops everything it started. Exit code 0 only if every step behaved as shown.
+Starts a real kube-apiserver + etcd, the KMS emulator (over HTTPS, as real KMS) and the operator (with its
+admission webhook, trusting the emulator's CA), then: applies the seed's example, shows it Ready and the key
+as KMS reports it, shows a ForceNew edit refused at admission and a description edit applied in KMS, deletes
+the resource and shows that the key is still in KMS. Stops everything it started. Exit code 0 only if every
+step behaved as shown.
 
 `run_story` is the story itself; tests/e2e/test_demo.py runs the very same function in `make test`.
 """
@@ -24,9 +25,9 @@ from typing import Any, TextIO
 
 from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as KmsClient
-from alibabacloud_tea_openapi.utils_models import Config
 
 from kms_emulator.testing import EmulatorHandle
+from tests.harness.kms import sdk_client
 from tests.harness.operator import OperatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,18 +59,6 @@ class Narrator:
     def ok(self, text: str) -> None:
         self.out.write(f"    ok: {text}\n")
         self.out.flush()
-
-
-def kms_client(endpoint: str, access_key_id: str, access_key_secret: str, region_id: str) -> KmsClient:
-    return KmsClient(
-        Config(
-            access_key_id=access_key_id,
-            access_key_secret=access_key_secret,
-            endpoint=endpoint,
-            protocol="http",
-            region_id=region_id,
-        )
-    )
 
 
 def _describe(kms: KmsClient, key_id: str) -> dict[str, Any]:
@@ -180,7 +169,7 @@ def main() -> int:
     try:
         with (
             ControlPlane(kube_bin) as plane,
-            run_emulator(quotas=True, instance_ids=(DEMO_INSTANCE_ID,)) as emu,
+            run_emulator(quotas=True, instance_ids=(DEMO_INSTANCE_ID,), tls=True) as emu,
         ):
 
             def kubectl(
@@ -193,17 +182,12 @@ def main() -> int:
             operator = start_operator(plane.kubeconfig, emu, workdir)
             try:
                 out.write(
-                    f"    kube-apiserver {plane.server}, KMS emulator http://{emu.endpoint}, operator log "
+                    f"    kube-apiserver {plane.server}, KMS emulator {emu.url}, operator log "
                     f"{operator.log_path}\n"
                 )
                 kubectl("create", "namespace", "demo")
                 _wait_for_webhook(kubectl)
-                run_story(
-                    kubectl,
-                    kms_client(emu.endpoint, emu.access_key_id, emu.access_key_secret, emu.region_id),
-                    "demo",
-                    out,
-                )
+                run_story(kubectl, sdk_client(emu), "demo", out)
             finally:
                 operator.stop()
     except (DemoFailure, ControlPlaneError) as error:
@@ -214,13 +198,15 @@ def main() -> int:
 
 
 def start_operator(kubeconfig: Path, emu: EmulatorHandle, log_dir: Path) -> OperatorProcess:
-    """The operator as the demo runs it: against the emulator, writing its own webhook configuration."""
+    """The operator as the demo runs it: against the emulator (over HTTPS when it serves TLS, trusting its
+    CA), writing its own webhook configuration."""
     return OperatorProcess(
         kubeconfig=kubeconfig,
         kms_endpoint=emu.endpoint,
         access_key_id=emu.access_key_id,
         access_key_secret=emu.access_key_secret,
         log_dir=log_dir,
+        kms_ca_file=emu.ca_file,
         extra_env={"KMSKEY_WEBHOOK_MANAGED": "kmskey-operator-demo", "KMSKEY_WEBHOOK_REMOVE_ON_EXIT": "true"},
     ).start()
 

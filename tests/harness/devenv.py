@@ -7,6 +7,7 @@ emulator, later the operator) as detached processes, applies crds/, and writes i
 
     kubeconfig   the admin kubeconfig
     env          KUBECONFIG=... plus each service's variables, for `set -a; . .dev/env; set +a`
+    kms-tls/     the KMS emulator's CA (ca.crt, trusted by the operator: KMS is reached over HTTPS)
     pids         the started processes (PID + kernel start time), the only ones `down` will signal
     logs/        one log per process (kept after `down`)
 
@@ -61,7 +62,9 @@ class ServiceSpec:
 def _emulator_env(match: re.Match[str]) -> dict[str, str]:
     return {
         "KMS_ENDPOINT": f"127.0.0.1:{match.group(1)}",
-        "KMS_PROTOCOL": "http",
+        # HTTPS, as real KMS: the operator (and the SDK: Config(ca=...)) trusts the emulator's own CA.
+        "KMS_PROTOCOL": "https",
+        "KMSKEY_KMS_CA_BUNDLE": match.group(2),
         # The emulator's documented default key pair (kms_emulator/credentials.py).
         "ALIBABA_CLOUD_ACCESS_KEY_ID": "emulator-access-key-id",
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "emulator-access-key-secret",
@@ -102,8 +105,10 @@ SERVICES: list[ServiceSpec] = [
             "0",
             "--instance-id",
             "kst-hzz62ee5fe3b7ifgq5hmg",
+            "--tls-dir",
+            str(DEV_DIR / "kms-tls"),  # the CA survives dev-down/dev-up: .dev/env stays valid
         ],
-        ready=re.compile(r"kms-emulator listening on http://127\.0\.0\.1:(\d+)"),
+        ready=re.compile(r"kms-emulator listening on https://127\.0\.0\.1:(\d+) \(CA certificate: (.+)\)"),
         env=_emulator_env,
         extra_env={"PYTHONPATH": str(REPO_ROOT / "operator"), "PYTHONUNBUFFERED": "1"},
     ),

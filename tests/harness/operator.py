@@ -1,7 +1,9 @@
 """Run the real operator (`kmskey-operator run`) as a child process against the local control plane.
 
 Tests talk to it only as users do: through the Kubernetes API and KMS. `kill()` is a real SIGKILL, so
-crash tests exercise the same recovery path as a pod that is OOM-killed.
+crash tests exercise the same recovery path as a pod that is OOM-killed. Given the emulator's CA
+(`kms_ca_file=emu.ca_file`), the operator talks HTTPS to it and trusts that CA through its extra-CA setting,
+as it would trust a corporate proxy's CA; without one it talks plain HTTP.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ class OperatorProcess:
         region_id: str = "cn-hangzhou",
         extra_env: Mapping[str, str] | None = None,
         name: str = "operator",
+        kms_ca_file: str | Path | None = None,
     ) -> None:
         self.health_port, self.metrics_port, self.webhook_port, self.ready_port = free_ports(4)
         self.log_path = log_dir / f"{name}.log"
+        trust = {"KMSKEY_KMS_CA_BUNDLE": str(kms_ca_file)} if kms_ca_file else {}
         self.env = {
             "KUBECONFIG": str(kubeconfig),
             "KMS_ENDPOINT": kms_endpoint,
-            "KMS_PROTOCOL": "http",
+            "KMS_PROTOCOL": "https" if kms_ca_file else "http",
+            **trust,
             "ALIBABA_CLOUD_ACCESS_KEY_ID": access_key_id,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": access_key_secret,
             "ALIBABA_CLOUD_REGION_ID": region_id,

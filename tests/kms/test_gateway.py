@@ -1,4 +1,4 @@
-"""The gateway against the emulator through the real SDK: quick in-call retries, and when not to retry."""
+"""The gateway against the emulator over HTTPS through the real SDK: quick in-call retries, and when not."""
 
 from __future__ import annotations
 
@@ -18,13 +18,18 @@ from kmskey_operator.settings import Settings
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorHandle]:
-    with run_emulator() as emu:
+    with run_emulator(tls=True) as emu:
         yield emu
 
 
 def gateway(emu: EmulatorHandle, retries: int = 2) -> KmsGateway:
     settings = Settings(
-        kms_endpoint=emu.endpoint, kms_protocol="http", kms_call_retries=retries, read_qps=0, write_qps=0
+        kms_endpoint=emu.endpoint,
+        kms_protocol=emu.protocol,
+        kms_ca_bundle=str(emu.ca_file) if emu.ca_file else None,
+        kms_call_retries=retries,
+        read_qps=0,
+        write_qps=0,
     )
     credential = CredentialClient(
         CredentialConfig(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,25 @@ def test_provider_config_settings_default_to_the_single_account_behaviour() -> N
 def test_bad_provider_config_settings_name_their_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+def test_a_ca_bundle_that_is_missing_or_holds_no_certificate_is_refused_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SettingsError, match=r"KMSKEY_KMS_CA_BUNDLE=.*no such file"):
+        Settings.from_env({"KMSKEY_KMS_CA_BUNDLE": str(tmp_path / "missing.pem")})
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(SettingsError, match=r"KMSKEY_KMS_CA_BUNDLE=.*not usable"):
+        Settings.from_env({"KMSKEY_KMS_CA_BUNDLE": str(garbage)})
+
+
+def test_a_pem_ca_bundle_is_accepted_from_the_environment_or_its_flag(tmp_path: Path) -> None:
+    from kmskey_operator.certs import generate_self_signed
+
+    bundle = str(generate_self_signed(tmp_path).cafile)
+    assert Settings.from_env({"KMSKEY_KMS_CA_BUNDLE": bundle}).kms_ca_bundle == bundle
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = flags_from(parser.parse_args(["--kms-ca-bundle", bundle]))
+    assert Settings.from_env({}, flags=flags).kms_ca_bundle == bundle

@@ -87,6 +87,7 @@ class KmsGateway:
                 credential=self._credential,
                 endpoint=self._settings.endpoint_for(region_id),
                 protocol=self._settings.kms_protocol,
+                ca=self._settings.kms_ca_bundle,  # added to the system's roots for this endpoint
                 region_id=region_id,
                 connect_timeout=self._settings.kms_connect_timeout_ms,
                 read_timeout=self._settings.kms_read_timeout_ms,

@@ -82,6 +82,11 @@ app.kubernetes.io/part-of: kmskey-operator
 /etc/kmskey-operator/webhook-tls
 {{- end }}
 
+{{/* Where the extra KMS CA bundle (kms.caBundle) is mounted; the file inside is always ca.crt. */}}
+{{- define "kmskey-operator.kmsCaBundleDir" -}}
+/etc/kmskey-operator/kms-ca
+{{- end }}
+
 {{/* RRSA: where the projected OIDC token is mounted (the path ack-pod-identity-webhook uses too). */}}
 {{- define "kmskey-operator.rrsaTokenDir" -}}
 /var/run/secrets/ack.alibabacloud.com/rrsa-tokens
