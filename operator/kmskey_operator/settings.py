@@ -37,6 +37,9 @@ class Settings:
     """KMSKEY_KMS_CONNECT_TIMEOUT_MS: milliseconds to open a connection to KMS."""
     kms_read_timeout_ms: int = 10000
     """KMSKEY_KMS_READ_TIMEOUT_MS: milliseconds to wait for a KMS answer."""
+    kms_max_connections: int = 16
+    """KMSKEY_KMS_MAX_CONNECTIONS: KMS calls in flight at once, each in a worker thread on a kept-alive
+    HTTPS connection (so also the connections kept per KMS endpoint)."""
     kms_call_retries: int = 2
     """KMSKEY_KMS_CALL_RETRIES: quick repeats of a KMS call after a transient failure (0 = none)."""
     create_qps: float = 10.0
@@ -152,6 +155,8 @@ class Settings:
             raise SettingsError(
                 "KMSKEY_CREDENTIALS_RECHECK_SECONDS and KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS must be positive"
             )
+        if self.kms_max_connections < 1:
+            raise SettingsError("KMSKEY_KMS_MAX_CONNECTIONS must be at least 1")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"KMSKEY_LOG_FORMAT={self.log_format!r}: use text or json")
         if self.resync_seconds <= 0:
@@ -172,6 +177,7 @@ ENV_VARS: dict[str, str] = {
     "kms_ca_bundle": "KMSKEY_KMS_CA_BUNDLE",
     "kms_connect_timeout_ms": "KMSKEY_KMS_CONNECT_TIMEOUT_MS",
     "kms_read_timeout_ms": "KMSKEY_KMS_READ_TIMEOUT_MS",
+    "kms_max_connections": "KMSKEY_KMS_MAX_CONNECTIONS",
     "kms_call_retries": "KMSKEY_KMS_CALL_RETRIES",
     "sts_endpoint": "KMSKEY_STS_ENDPOINT",
     "cluster_provider_config": "KMSKEY_CLUSTER_PROVIDER_CONFIG",

@@ -353,6 +353,7 @@ def test_values_become_the_settings_the_operator_reads() -> None:
         "kms.endpointType": "vpc",
         "kms.connectTimeoutMs": 3000,
         "kms.readTimeoutMs": 7000,
+        "kms.maxConnections": 4,
         "kms.rateLimits.createQps": 4,
         "kms.rateLimits.readQps": 0,
         "kms.rateLimits.writeQps": 2.5,
@@ -375,6 +376,7 @@ def test_values_become_the_settings_the_operator_reads() -> None:
     assert settings.endpoint_for("cn-shanghai") == "kms-vpc.cn-shanghai.aliyuncs.com"
     assert settings.kms_protocol == "https"
     assert (settings.kms_connect_timeout_ms, settings.kms_read_timeout_ms) == (3000, 7000)
+    assert settings.kms_max_connections == 4
     assert (settings.create_qps, settings.read_qps, settings.write_qps) == (4, 0, 2.5)
     assert (settings.resync_seconds, settings.resync_jitter) == (120, 0.2)
     assert settings.deletion_timeout_seconds == 900
@@ -397,6 +399,7 @@ def test_default_values_are_the_operator_defaults() -> None:
         "kms_protocol",
         "kms_connect_timeout_ms",
         "kms_read_timeout_ms",
+        "kms_max_connections",
         "create_qps",
         "read_qps",
         "write_qps",

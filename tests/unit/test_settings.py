@@ -117,3 +117,10 @@ def test_a_pem_ca_bundle_is_accepted_from_the_environment_or_its_flag(tmp_path: 
     add_arguments(parser)
     flags = flags_from(parser.parse_args(["--kms-ca-bundle", bundle]))
     assert Settings.from_env({}, flags=flags).kms_ca_bundle == bundle
+
+
+def test_the_kms_connection_count_is_at_least_one() -> None:
+    assert Settings.from_env({}).kms_max_connections == 16
+    assert Settings.from_env({"KMSKEY_KMS_MAX_CONNECTIONS": "4"}).kms_max_connections == 4
+    with pytest.raises(SettingsError, match="KMSKEY_KMS_MAX_CONNECTIONS"):
+        Settings.from_env({"KMSKEY_KMS_MAX_CONNECTIONS": "0"})

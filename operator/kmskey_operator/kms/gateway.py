@@ -1,9 +1,13 @@
 """The one module that imports the Alibaba Cloud KMS SDK.
 
 Everything else speaks `KmsCall` (an action name and wire parameters) and gets back plain dicts or
-`KeyMetadata`. The SDK's async methods are used throughout; its exceptions become `KmsError` here and
-nowhere else. Every call first takes a token from the shared rate limiter and is reported to an
-observer (metrics and logs), so every KMS call the operator makes is counted in one place.
+`KeyMetadata`. The SDK's blocking methods are used, each run by the transport (kms/transport.py: worker
+threads over the SDK's pooled HTTPS path, never on the event loop); its exceptions become `KmsError` here and
+nowhere else. Every call first takes a token from the shared rate limiter and is reported to an observer
+(metrics and logs), so every KMS call the operator makes is counted in one place.
+
+One SDK client per (credentials, endpoint): clients of one endpoint share its TLS context and connections,
+whatever their credentials, because the SDK pools by endpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,6 +32,7 @@ from darabonba.exceptions import ResponseException
 
 from kmskey_operator.kms.errors import ErrorKind, KmsError
 from kmskey_operator.kms.ratelimit import RateLimiter
+from kmskey_operator.kms.transport import CallPool
 from kmskey_operator.kms.types import KeyMetadata, KmsCall
 from kmskey_operator.settings import Settings
 
@@ -56,7 +62,7 @@ def _snake(action: str) -> str:
 
 
 class KmsGateway:
-    """Async access to KMS for every region the operator serves, one SDK client per region."""
+    """Async access to KMS in every region served; one SDK client per (credentials, endpoint)."""
 
     def __init__(
         self,
@@ -65,35 +71,49 @@ class KmsGateway:
         limiter: RateLimiter | None = None,
         observer: CallObserver | None = None,
         credential: Any = None,
+        calls: CallPool | None = None,
     ) -> None:
         self._settings = settings
         self._limiter = limiter or RateLimiter(settings.create_qps, settings.read_qps, settings.write_qps)
         self._observer = observer
         self._credential = credential
-        self._clients: dict[str, SdkClient] = {}
+        self._calls = calls or CallPool(settings.kms_max_connections)
+        self._clients: dict[tuple[int, str], SdkClient] = {}
+        self._opened: set[str] = set()  # endpoints whose SDK session exists (see _first_alone)
+        self._opening = threading.Lock()
 
     @property
     def queued_calls(self) -> int:
         """KMS calls waiting on the client-side rate limiter now."""
         return self._limiter.waiting
 
+    def close(self) -> None:
+        """Let the transport's threads go (the operator exits anyway; tools and tests call this)."""
+        self._calls.close()
+
     def _client(self, region_id: str) -> SdkClient:
-        client = self._clients.get(region_id)
+        if self._credential is None:
+            # The standard chain: env access keys, STS token, RRSA OIDC, credentials file, ECS role. Its
+            # refreshes run inside SDK calls, so in the transport's threads, under the chain's own lock.
+            self._credential = CredentialClient()
+        endpoint = self._settings.endpoint_for(region_id)
+        key = (id(self._credential), endpoint)
+        client = self._clients.get(key)
         if client is None:
-            if self._credential is None:
-                # The standard chain: env access keys, STS token, RRSA OIDC, credentials file, ECS role.
-                self._credential = CredentialClient()
             config = Config(
                 credential=self._credential,
-                endpoint=self._settings.endpoint_for(region_id),
+                endpoint=endpoint,
                 protocol=self._settings.kms_protocol,
-                ca=self._settings.kms_ca_bundle,  # added to the system's roots for this endpoint
+                # Added to the trust of the SDK's TLS context for this endpoint (system roots + certifi).
+                ca=self._settings.kms_ca_bundle,
                 region_id=region_id,
                 connect_timeout=self._settings.kms_connect_timeout_ms,
                 read_timeout=self._settings.kms_read_timeout_ms,
+                # The endpoint's connection pool holds as many connections as calls can run at once.
+                max_idle_conns=self._calls.size,
                 user_agent="kmskey-operator",
             )
-            client = self._clients[region_id] = SdkClient(config)
+            client = self._clients[key] = SdkClient(config)
         return client
 
     async def call(self, region_id: str, call: KmsCall) -> dict[str, Any]:
@@ -121,8 +141,9 @@ class KmsGateway:
         result = "Success"
         try:
             request = getattr(kms_models, f"{call.action}Request")().from_map(dict(call.params))
-            method = getattr(self._client(region_id), f"{_snake(call.action)}_async")
-            response = await method(request)
+            method = getattr(self._client(region_id), _snake(call.action))  # the SDK's blocking method
+            endpoint = self._settings.endpoint_for(region_id)
+            response = await self._calls.run(lambda: self._first_alone(endpoint, lambda: method(request)))
             body: dict[str, Any] = response.body.to_map() if response.body is not None else {}
             return body
         except Exception as exc:
@@ -134,6 +155,21 @@ class KmsGateway:
         finally:
             if self._observer is not None:
                 self._observer(CallRecord(call.action, region_id, result, time.monotonic() - started, waited))
+
+    def _first_alone(self, endpoint: str, call: Callable[[], Any]) -> Any:
+        """Runs in a worker thread. The SDK creates an endpoint's pooled session on its first call, without
+        a lock: calls racing there would each build a session (a TLS context, a pool) and all but one would
+        be dropped with their connections. So the first call to an endpoint runs alone; the rest wait for it
+        in their threads, then run freely."""
+        if endpoint in self._opened:
+            return call()
+        with self._opening:
+            if endpoint in self._opened:
+                return call()
+            try:
+                return call()
+            finally:
+                self._opened.add(endpoint)
 
     # --- the reads the reconciler needs, typed ---
 
