@@ -449,6 +449,55 @@ def kmskey_manifest(namespace: str, name: str, **meta: Any) -> str:
     )
 
 
+def test_every_chart_convention_value_passes_the_api_servers_own_validation(
+    kubeconfig: Path, kubectl: Kubectl, crd_installed: list[str], emulator: EmulatorHandle
+) -> None:
+    """HA spreading, OpenShift-style security contexts and the extra* values, sent to the real API server."""
+    namespace = f"kmskey-conventions-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", namespace)
+    # A dry run skips crds/: kopf's peering CRDs must exist for the HA objects (a real install makes them).
+    kubectl("apply", "--server-side", "-f", str(CHART / "crds" / "kopfpeerings.kopf.dev.yaml"))
+    kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=30s")
+    values = emulator_values(
+        emulator,
+        **{
+            "replicaCount": 2,
+            "ha.enabled": True,
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                }
+            ],
+            "podSecurityContext.runAsUser": None,
+            "podSecurityContext.runAsGroup": None,
+            "podSecurityContext.fsGroup": None,
+            "extraArgs": ["--resync-seconds=300"],
+            "extraVolumes": [{"name": "corp-ca", "configMap": {"name": "corp-ca", "optional": True}}],
+            "extraVolumeMounts": [{"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+            "revisionHistoryLimit": 3,
+        },
+    )
+    # --dry-run=server: every object goes through the API server's validation and admission, nothing is kept.
+    out = helm(
+        "install",
+        "conventions",
+        str(CHART),
+        "-n",
+        namespace,
+        "--dry-run=server",
+        *set_args(values),
+        kubeconfig=kubeconfig,
+    )
+    manifest = out.stdout.split("MANIFEST:", 1)[1].split("\nNOTES:", 1)[0]
+    deployment = next(o for o in parse(manifest) if o.get("kind") == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(pod["securityContext"])
+    assert pod["topologySpreadConstraints"][0]["labelSelector"] == deployment["spec"]["selector"]
+    assert kubectl("-n", namespace, "get", "deployments", "-o", "name").stdout.strip() == ""
+
+
 def notes_example(notes: str) -> dict[str, Any]:
     """The KmsKey of NOTES.txt's `cat <<YAML | kubectl apply -f -` example."""
     heredoc = re.search(r"cat <<YAML \| kubectl apply -f -\n(.*?)\n\s*YAML\n", notes, re.DOTALL)
