@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.bench import transport
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -81,6 +83,8 @@ def targets(quota_floor_seconds: float) -> list[Target]:
         # Issue 18's peer row (ours ÷ ACK's kms-controller + moto; n/a when the run had no peer).
         Target("peer_rss_ratio", "peer row: RSS per key, ours ÷ peer < 1", 1.0, strict=True),
         Target("peer_cpu_per_create_ratio", "peer row: CPU per create, ours ÷ peer < 1", 1.0, strict=True),
+        # Issue 18's HTTPS targets (tests/bench/transport.py).
+        *(Target(key, label, limit) for key, label, limit in transport.TARGETS),
     ]
 
 
@@ -112,7 +116,13 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("admission_p50_ms", "Admission (dry-run create via webhook), p50", "ms", "{:.1f}"),
     ("admission_p99_ms", "Admission (dry-run create via webhook), p99", "ms", "{:.1f}"),
     ("admission_baseline_p50_ms", "  baseline: dry-run ConfigMap (no webhook), p50", "ms", "{:.1f}"),
-    ("emulator_calls_per_second", "Emulator throughput (DescribeKey, own process)", "calls/s", "{:.0f}"),
+    (
+        "emulator_calls_per_second",
+        "Emulator throughput (DescribeKey, own process, HTTPS)",
+        "calls/s",
+        "{:.0f}",
+    ),
+    *transport.ROWS,
 )
 
 
@@ -204,7 +214,9 @@ def markdown(results: dict[str, Any]) -> str:
         "kube-apiserver + etcd (local, real), the KMS emulator as its own process with the default KMS "
         "quotas ON (CreateKey 10/s, reads 20/s, writes 10/s) except where a row says quotas off, and the "
         "operator as a subprocess with its default settings (client-side limits equal to the quotas), its "
-        "admission webhook registered (failurePolicy Fail). All on the one machine described above.",
+        "admission webhook registered (failurePolicy Fail). All on the one machine described above. KMS is "
+        f"reached over {str(results.get('kms_transport') or 'http').upper()}, as real KMS (HTTPS only) is: "
+        "with the emulator's own CA, which the operator trusts through KMSKEY_KMS_CA_BUNDLE.",
         "",
         table(results),
         "",

@@ -39,7 +39,7 @@ from kms_emulator.admin_client import AdminClient
 from kms_emulator.credentials import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from kmskey_operator import names
 from kmskey_operator.kms.ratelimit import CallClass, call_class
-from tests.bench import cluster, peer, procstat, report
+from tests.bench import cluster, peer, procstat, report, transport
 from tests.harness.controlplane import ControlPlane, missing_binaries
 from tests.harness.operator import OperatorProcess
 from tests.harness.processes import PROXY_VARIABLES, ManagedProcess, ProcessSpec
@@ -81,8 +81,8 @@ def kube_bin() -> str:
 
 
 @contextlib.contextmanager
-def emulator_process(log_dir: Path, max_keys: int) -> Iterator[tuple[ManagedProcess, str]]:
-    """`python -m kms_emulator` as its own process (quotas on), so it shares no GIL with anything else."""
+def emulator_process(log_dir: Path, max_keys: int) -> Iterator[tuple[ManagedProcess, transport.KmsEndpoint]]:
+    """`python -m kms_emulator` as its own process (quotas on, HTTPS), sharing no GIL with anything else."""
     argv = [
         sys.executable,
         "-m",
@@ -93,6 +93,7 @@ def emulator_process(log_dir: Path, max_keys: int) -> Iterator[tuple[ManagedProc
         str(max_keys),
         "--quotas",
         "on",
+        *transport.emulator_args(log_dir),
     ]
     process = ManagedProcess(
         ProcessSpec("kms-emulator", argv, env={"PYTHONUNBUFFERED": "1"}, cwd=REPO_ROOT),
@@ -101,13 +102,13 @@ def emulator_process(log_dir: Path, max_keys: int) -> Iterator[tuple[ManagedProc
     try:
         deadline = time.monotonic() + 30
         while True:
-            match = re.search(r"listening on http://(127\.0\.0\.1:\d+)", process.log_path.read_text())
-            if match:
+            endpoint = transport.KmsEndpoint.from_log(process.log_path.read_text())
+            if endpoint:
                 break
             if process.exited() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the KMS emulator did not start:\n{process.log_tail()}")
             time.sleep(0.05)
-        yield process, match.group(1)
+        yield process, endpoint
     finally:
         process.stop()
 
@@ -115,7 +116,7 @@ def emulator_process(log_dir: Path, max_keys: int) -> Iterator[tuple[ManagedProc
 def emulator_throughput(seconds: float) -> dict[str, Any]:
     """Run `python -m kms_emulator.bench` (its own emulator, quotas off) and parse what it prints."""
     result = subprocess.run(
-        [sys.executable, "-m", "kms_emulator.bench", "--seconds", str(seconds)],
+        [sys.executable, "-m", "kms_emulator.bench", "--seconds", str(seconds), "--tls"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -135,12 +136,17 @@ def emulator_throughput(seconds: float) -> dict[str, Any]:
 
 
 def operator_process(
-    plane: ControlPlane, endpoint: str, log_dir: Path, name: str = "operator", **extra_env: str
+    plane: ControlPlane,
+    endpoint: transport.KmsEndpoint,
+    log_dir: Path,
+    name: str = "operator",
+    **extra_env: str,
 ) -> OperatorProcess:
-    """The operator as the bench runs it (its webhook registered), with `extra_env` settings on top."""
+    """The operator as the bench runs it (its webhook registered, KMS over HTTPS), `extra_env` on top."""
     return OperatorProcess(
         kubeconfig=plane.kubeconfig,
-        kms_endpoint=endpoint,
+        kms_endpoint=endpoint.address,
+        kms_ca_file=endpoint.ca_file,
         access_key_id=DEFAULT_ACCESS_KEY_ID,
         access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
         log_dir=log_dir,
@@ -441,8 +447,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with ControlPlane(binaries, log_dir=log_dir) as plane:
         install_crds(plane)
         with emulator_process(log_dir, max_keys=args.keys * 2 + 1000) as (emulator, endpoint):
-            admin = AdminClient(f"http://{endpoint}")
+            admin = transport.admin_client(endpoint)
             admin.wait_ready()
+            results.update(transport.probe(endpoint, admin, log))
             operator = operator_process(plane, endpoint, log_dir)
             operator.start()
             try:
@@ -461,7 +468,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         burst_100=small,
                     )
                     resync = {names.RESYNC_ANNOTATION: f"{args.resync_seconds:.0f}s"}
+                    handshakes = admin.tls_handshakes()
                     large = bench.burst(args.keys, emulator.pid, resync)
+                    handshakes = admin.tls_handshakes() - handshakes
+                    bench.results.update(transport.burst_summary(large, handshakes))
                     bench.results.update(
                         burst_1000_seconds=large["seconds"],
                         quota_floor_1000_seconds=large["quota_floor_seconds"],

@@ -194,3 +194,16 @@ def test_the_cli_without_tls_still_serves_plain_http() -> None:
         started.admin().wait_ready()
     finally:
         assert started.stop() == 0
+
+
+def test_the_throughput_bench_measures_over_https_with_tls() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "kms_emulator.bench", "--seconds", "0.5", "--concurrency", "4", "--tls"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    match = re.search(r"DescribeKey: (\d+) calls/s \((\d+) calls over HTTPS", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert int(match.group(2)) > 0
