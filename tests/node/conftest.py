@@ -74,8 +74,8 @@ def node_cluster() -> Iterator[NodeCluster]:
 
 @pytest.fixture(scope="session")
 def node_emulator(node_cluster: NodeCluster) -> Iterator[EmulatorHandle]:
-    """The KMS emulator on the node address: pods dial `endpoint`; nothing outside the namespace is used."""
-    with node_cluster.emulator(quotas=False) as handle:
+    """The KMS emulator over HTTPS (its own CA) on the node address, where pods dial it (`endpoint`)."""
+    with node_cluster.emulator(quotas=False, tls=True) as handle:
         yield handle
 
 
@@ -86,8 +86,9 @@ def node_kms(node_cluster: NodeCluster, node_emulator: EmulatorHandle) -> KmsCli
         Config(
             access_key_id=node_emulator.access_key_id,
             access_key_secret=node_emulator.access_key_secret,
-            endpoint=node_cluster.forwarded_endpoint(node_emulator),
-            protocol="http",
+            endpoint=node_cluster.forwarded_endpoint(node_emulator),  # 127.0.0.1 is in its certificate
+            protocol="https",
+            ca=str(node_emulator.ca_file),
             region_id=node_emulator.region_id,
         )
     )

@@ -122,7 +122,7 @@ def active_replica(cluster: NodeCluster, pod: dict[str, Any]) -> float:
 
 @pytest.fixture(scope="module")
 def release(node_cluster: NodeCluster, node_emulator: EmulatorHandle) -> dict[str, Any]:
-    """`helm install` with the defaults: the credentials Secret they name, and the emulator's address."""
+    """`helm install` with the defaults: the credentials Secret they name, the emulator's address and CA."""
     kubectl = node_cluster.kubectl
     kubectl("create", "namespace", SYSTEM)
     kubectl(
@@ -135,7 +135,12 @@ def release(node_cluster: NodeCluster, node_emulator: EmulatorHandle) -> dict[st
         f"--from-literal=ALIBABA_CLOUD_ACCESS_KEY_ID={node_emulator.access_key_id}",
         f"--from-literal=ALIBABA_CLOUD_ACCESS_KEY_SECRET={node_emulator.access_key_secret}",
     )
-    values = {"kms.endpoint": node_emulator.endpoint, "kms.protocol": "http"}
+    # HTTPS is the chart's default; the emulator's CA goes in as the chart's kms.caBundle.
+    assert node_emulator.ca_file is not None
+    kubectl(
+        "-n", SYSTEM, "create", "configmap", "kms-emulator-ca", f"--from-file=ca.crt={node_emulator.ca_file}"
+    )
+    values = {"kms.endpoint": node_emulator.endpoint, "kms.caBundle.configMapName": "kms-emulator-ca"}
     began = time.monotonic()
     helm_node(
         node_cluster,
