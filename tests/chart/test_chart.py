@@ -825,3 +825,14 @@ def test_helm_test_pod_follows_the_webhook_and_metrics_settings() -> None:
     )
     own_env = {e["name"]: e["value"] for e in own["spec"]["containers"][0]["env"]}
     assert own_env["CA_BUNDLE"] == "Q0E="
+
+
+def test_helm_test_pod_takes_the_operators_security_contexts() -> None:
+    openshift = {"podSecurityContext.runAsUser": None, "podSecurityContext.runAsGroup": None}
+    pod = _test_pod(openshift)
+    assert (
+        pod["spec"]["securityContext"]
+        == one(template(openshift), "Deployment")["spec"]["template"]["spec"]["securityContext"]
+    )
+    assert "runAsUser" not in pod["spec"]["securityContext"]
+    assert pod["spec"]["containers"][0]["securityContext"] == container(template())["securityContext"]
