@@ -190,7 +190,6 @@ async def _gateway_calls(calls: int, concurrency: int) -> tuple[int, float, floa
     await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
     done = calls // concurrency * concurrency
     result = done, time.process_time() - cpu_began, time.monotonic() - began
-    gateway.close()
     return result
 
 

@@ -74,11 +74,37 @@ def test_many_calls_travel_over_a_few_kept_alive_tls_connections(emu: EmulatorHa
             await asyncio.gather(*(kms.describe_key(emu.region_id, key_id) for _ in range(40)))
 
     asyncio.run(many())
-    kms.close()
 
     assert emu.call_counts()["DescribeKey"] == 200
     # At most one connection per worker: 200 calls, at most 4 TLS handshakes (one per call before pooling).
     assert 1 <= emu.tls_handshakes() <= 4
+
+
+def test_gateways_with_different_credentials_share_the_endpoints_connections() -> None:
+    """One gateway per account (credentials) on one endpoint: one bounded pool, one set of connections."""
+    with run_emulator(tls=True, access_keys={"ak-team-a": "secret-a", "ak-team-b": "secret-b"}) as emu:
+        key_id = emu.backend.create_key().key_id
+        team_a, team_b = (
+            gateway(
+                emu,
+                connections=3,
+                credential=CredentialClient(
+                    CredentialConfig(type="access_key", access_key_id=ak, access_key_secret=secret)
+                ),
+            )
+            for ak, secret in (("ak-team-a", "secret-a"), ("ak-team-b", "secret-b"))
+        )
+
+        async def both() -> None:
+            await asyncio.gather(
+                *(kms.describe_key(emu.region_id, key_id) for kms in (team_a, team_b) for _ in range(60))
+            )
+
+        asyncio.run(both())
+        by_key = emu.call_counts_by_access_key()
+        handshakes = emu.tls_handshakes()
+    assert (by_key["ak-team-a"], by_key["ak-team-b"]) == (60, 60)
+    assert 1 <= handshakes <= 3
 
 
 def test_the_event_loop_keeps_running_while_a_tls_handshake_is_held(emu: EmulatorHandle) -> None:
@@ -104,7 +130,6 @@ def test_the_event_loop_keeps_running_while_a_tls_handshake_is_held(emu: Emulato
         return max(gaps)
 
     longest_stall = asyncio.run(call_while_ticking())
-    kms.close()
 
     assert emu.tls_handshakes() == 1  # the call did wait out a held handshake...
     assert longest_stall < 0.75  # ...while the loop kept running (a loop-blocking transport stalls 1.5 s)
@@ -131,8 +156,6 @@ def test_an_extra_ca_bundle_adds_to_the_system_trust_instead_of_replacing_it(
             await via_system.describe_key(system_trusted.region_id, two)
 
         asyncio.run(both())
-        via_extra.close()
-        via_system.close()
     assert extra_trusted.call_counts()["DescribeKey"] == system_trusted.call_counts()["DescribeKey"] == 1
 
 
@@ -142,7 +165,6 @@ def test_a_server_whose_ca_is_not_trusted_is_refused_as_a_network_error(tmp_path
         kms = gateway(untrusted, ca_bundle=other.ca_file, kms_call_retries=0)
         with pytest.raises(KmsError) as raised:
             asyncio.run(kms.describe_key(untrusted.region_id, key_id))
-        kms.close()
     assert raised.value.code == "NetworkError"
     assert "CERTIFICATE_VERIFY_FAILED" in raised.value.message
     assert untrusted.call_counts().get("DescribeKey", 0) == 0
@@ -154,7 +176,6 @@ def test_the_read_timeout_setting_ends_a_call_that_gets_no_answer(emu: EmulatorH
     kms = gateway(emu, kms_read_timeout_ms=500, kms_call_retries=0)
     with pytest.raises(KmsError) as raised:
         asyncio.run(kms.describe_key(emu.region_id, key_id))
-    kms.close()
     assert raised.value.code == "NetworkError"
     assert raised.value.kind is ErrorKind.RETRY
     assert "time" in raised.value.message.lower()  # "Read timed out." (requests) names the timeout
@@ -168,7 +189,6 @@ def test_the_sdk_error_mapping_is_kept_over_https(emu: EmulatorHandle) -> None:
     emu.clear_faults()
     with pytest.raises(KmsError) as missing:
         asyncio.run(kms.describe_key(emu.region_id, "no-such-key"))
-    kms.close()
 
     assert throttled.value.is_throttling
     assert throttled.value.http_status == 429
@@ -241,7 +261,6 @@ def test_https_proxy_from_the_environment_is_honoured(
         key_id = emu.backend.create_key().key_id
         kms = gateway(emu)
         meta = asyncio.run(kms.describe_key(emu.region_id, key_id))
-        kms.close()
     finally:
         proxy.close()
     assert meta.key_id == key_id
@@ -306,7 +325,6 @@ def test_credentials_refresh_from_the_worker_threads(emu: EmulatorHandle) -> Non
     try:
         made = asyncio.run(calls_for(5.0))
     finally:
-        kms.close()
         tokens.close()
 
     sts_keys = [k for k in emu.call_counts_by_access_key() if k.startswith("STS.")]

@@ -18,7 +18,6 @@ import json
 import logging
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -32,7 +31,7 @@ from darabonba.exceptions import ResponseException
 
 from kmskey_operator.kms.errors import ErrorKind, KmsError
 from kmskey_operator.kms.ratelimit import RateLimiter
-from kmskey_operator.kms.transport import CallPool
+from kmskey_operator.kms.transport import CallPool, first_call_alone
 from kmskey_operator.kms.types import KeyMetadata, KmsCall
 from kmskey_operator.settings import Settings
 
@@ -77,19 +76,13 @@ class KmsGateway:
         self._limiter = limiter or RateLimiter(settings.create_qps, settings.read_qps, settings.write_qps)
         self._observer = observer
         self._credential = credential
-        self._calls = calls or CallPool(settings.kms_max_connections)
+        self._calls = calls or CallPool.shared(settings.kms_max_connections)
         self._clients: dict[tuple[int, str], SdkClient] = {}
-        self._opened: set[str] = set()  # endpoints whose SDK session exists (see _first_alone)
-        self._opening = threading.Lock()
 
     @property
     def queued_calls(self) -> int:
         """KMS calls waiting on the client-side rate limiter now."""
         return self._limiter.waiting
-
-    def close(self) -> None:
-        """Let the transport's threads go (the operator exits anyway; tools and tests call this)."""
-        self._calls.close()
 
     def _client(self, region_id: str) -> SdkClient:
         if self._credential is None:
@@ -142,8 +135,11 @@ class KmsGateway:
         try:
             request = getattr(kms_models, f"{call.action}Request")().from_map(dict(call.params))
             method = getattr(self._client(region_id), _snake(call.action))  # the SDK's blocking method
-            endpoint = self._settings.endpoint_for(region_id)
-            response = await self._calls.run(lambda: self._first_alone(endpoint, lambda: method(request)))
+            # The SDK's session key: one session (TLS context, connection pool) per endpoint and pool size.
+            session = (
+                f"{self._settings.kms_protocol}://{self._settings.endpoint_for(region_id)}/{self._calls.size}"
+            )
+            response = await self._calls.run(lambda: first_call_alone(session, lambda: method(request)))
             body: dict[str, Any] = response.body.to_map() if response.body is not None else {}
             return body
         except Exception as exc:
@@ -155,21 +151,6 @@ class KmsGateway:
         finally:
             if self._observer is not None:
                 self._observer(CallRecord(call.action, region_id, result, time.monotonic() - started, waited))
-
-    def _first_alone(self, endpoint: str, call: Callable[[], Any]) -> Any:
-        """Runs in a worker thread. The SDK creates an endpoint's pooled session on its first call, without
-        a lock: calls racing there would each build a session (a TLS context, a pool) and all but one would
-        be dropped with their connections. So the first call to an endpoint runs alone; the rest wait for it
-        in their threads, then run freely."""
-        if endpoint in self._opened:
-            return call()
-        with self._opening:
-            if endpoint in self._opened:
-                return call()
-            try:
-                return call()
-            finally:
-                self._opened.add(endpoint)
 
     # --- the reads the reconciler needs, typed ---
 

@@ -11,9 +11,15 @@ threads, connection set-up, TLS handshakes and waits for answers never hold the 
     KmsGateway (async; the only SDK user) ── CallPool.run(blocking SDK call) ──► worker thread (≤ size)
         └─ SDK sync method ─► DaraCore.do_action ─► requests.Session of that endpoint (≤ size connections)
 
-At most `size` calls run at once; the SDK's connection pool of each endpoint is given the same size
-(`Config.max_idle_conns`), so every call finds a kept-alive connection once the pool is warm. This module
-does not import the SDK: it runs whatever blocking call the gateway hands it.
+At most `size` calls run at once in the process: every gateway of the process (one per account, say) shares
+the pool of that size, as the SDK shares its sessions, and each endpoint's connection pool is given the same
+size (`Config.max_idle_conns`), so every call finds a kept-alive connection once the pool is warm.
+
+The SDK creates an endpoint's session on its first call, without a lock: calls racing there would each build
+a session (a TLS context, a connection pool) and all but one would be dropped with their connections. So the
+first call to each endpoint runs alone (`first_call_alone`); the others wait for it in their threads.
+
+This module does not import the SDK: it runs whatever blocking call the gateway hands it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ T = TypeVar("T")
 
 
 class CallPool:
-    """A bounded pool of worker threads for blocking KMS calls, started on first use.
+    """A bounded pool of worker threads for blocking KMS calls, started on first use; `shared(size)` is the
+    process's pool of that size.
 
     A call whose awaiting task is cancelled still finishes in its thread (the SDK cannot be interrupted, and
     its timeouts bound it); its answer is dropped.
@@ -41,6 +48,15 @@ class CallPool:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._running = 0
+
+    @classmethod
+    def shared(cls, size: int) -> CallPool:
+        """The process's pool of `size` threads, made on first request."""
+        with _SHARED_LOCK:
+            pool = _SHARED.get(size)
+            if pool is None:
+                pool = _SHARED[size] = cls(size)
+            return pool
 
     @property
     def running(self) -> int:
@@ -72,3 +88,22 @@ class CallPool:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+_SHARED: dict[int, CallPool] = {}
+_SHARED_LOCK = threading.Lock()
+_OPENED: set[str] = set()  # endpoints (the SDK's session keys) whose first call has been made
+_OPENING = threading.Lock()
+
+
+def first_call_alone(endpoint: str, call: Callable[[], T]) -> T:
+    """Run `call` (in a worker thread); the first call to `endpoint` in the process runs alone."""
+    if endpoint in _OPENED:
+        return call()
+    with _OPENING:
+        if endpoint in _OPENED:
+            return call()
+        try:
+            return call()
+        finally:
+            _OPENED.add(endpoint)
