@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--drop-rate", type=float, default=0.0, help="probability of closing the connection without an answer"
     )
+    add(
+        "--keepalive-seconds",
+        type=float,
+        default=75.0,
+        help="close a kept-alive connection idle this long, as servers and load balancers do (default 75)",
+    )
     add("--seed", type=int, help="seed for key IDs and fault dice (reproducible runs)")
     add("--log-level", default="WARNING", help="Python log level (default WARNING)")
     return parser
@@ -185,6 +191,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         seed=args.seed,
         tls_dir=str(args.tls_dir) if args.tls_dir else None,
         tls_names=tuple(args.tls_name),
+        keepalive_seconds=args.keepalive_seconds,
     )
 
 

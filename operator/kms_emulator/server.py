@@ -53,6 +53,7 @@ class EmulatorConfig:
     seed: int | None = None  # makes key IDs and fault dice reproducible
     tls_dir: str | None = None  # serve HTTPS with the CA kept in this directory; None: plain HTTP
     tls_names: Sequence[str] = ()  # more names (DNS or IP) for the serving certificate
+    keepalive_seconds: float = 75.0  # an idle kept-alive connection is closed after this long
 
 
 class Emulator:
@@ -153,6 +154,7 @@ class Emulator:
             handle_signals=False,
             # Stopping waits this long for in-flight calls, e.g. ones held by an injected latency.
             shutdown_timeout=2.0,
+            keepalive_timeout=self.config.keepalive_seconds,
             max_line_size=MAX_REQUEST_LINE,
             max_field_size=MAX_REQUEST_LINE,
         )

@@ -163,6 +163,7 @@ def run_emulator(
     tls: bool = False,
     tls_dir: str | Path | None = None,
     accounts: Sequence[AccountSpec] = (),
+    keepalive_seconds: float = 75.0,
 ) -> Iterator[EmulatorHandle]:
     """Start an emulator on `host:port` (0 = a free port) and stop it when the block ends.
 
@@ -185,6 +186,7 @@ def run_emulator(
         seed=seed,
         tls_dir=directory,
         accounts=tuple(accounts),
+        keepalive_seconds=keepalive_seconds,
     )
     try:
         emulator = Emulator(config)

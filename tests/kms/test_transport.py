@@ -107,6 +107,24 @@ def test_gateways_with_different_credentials_share_the_endpoints_connections() -
     assert 1 <= handshakes <= 3
 
 
+def test_connections_the_server_closed_while_idle_are_replaced_without_failing_a_call() -> None:
+    """KMS (like any server or load balancer) closes idle kept-alive connections; the pool must notice."""
+    with run_emulator(tls=True, keepalive_seconds=0.5) as emu:
+        kms = gateway(emu, kms_call_retries=0)  # no in-call retry may hide a failure on a dead connection
+
+        async def create_after_idle_pauses() -> list[str]:
+            created = []
+            for _ in range(3):
+                created.append((await kms.create_key(emu.region_id, {"Description": "after idle"})).key_id)
+                await asyncio.sleep(1.5)  # longer than the server keeps an idle connection
+            return created
+
+        created = asyncio.run(create_after_idle_pauses())
+        handshakes = emu.tls_handshakes()
+    assert len(set(created)) == 3  # every CreateKey (never repeated) went through
+    assert handshakes == 3  # a new connection each time the server had closed the old one
+
+
 def test_the_event_loop_keeps_running_while_a_tls_handshake_is_held(emu: EmulatorHandle) -> None:
     key_id = emu.backend.create_key().key_id
     kms = gateway(emu)
