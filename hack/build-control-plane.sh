@@ -42,9 +42,12 @@ ensure_go() {
   log "using $(go version) from $goroot"
 }
 
-k8s_binary_ok() { [ -x "$OUT/$1" ] && "$OUT/$1" --version 2>/dev/null | grep -qx "Kubernetes v$K8S_VERSION"; }
+# The version is captured first: `binary | grep -q` under pipefail fails at random when grep exits before
+# the binary has written its last line (SIGPIPE), which sent warm runs into the build lock.
+version_of() { [ -x "$OUT/$1" ] && "$OUT/$1" --version 2>/dev/null; }
+k8s_binary_ok() { local v; v="$(version_of "$1")" && grep -qx "Kubernetes v$K8S_VERSION" <<<"$v"; }
 apiserver_ok() { k8s_binary_ok kube-apiserver; }
-etcd_ok() { [ -x "$OUT/etcd" ] && "$OUT/etcd" --version 2>/dev/null | grep -q "etcd Version: $ETCD_VERSION"; }
+etcd_ok() { local v; v="$(version_of etcd)" && grep -q "etcd Version: $ETCD_VERSION" <<<"$v"; }
 missing_node_binaries() {
   local name
   [ "$WITH_NODE" = 1 ] || return 0
