@@ -15,7 +15,13 @@ log() { printf '[go-tools] %s\n' "$*" >&2; }
 step="start"
 trap 'log "ERROR: building the Go tools failed during: $step (output above); rerun make go-tools"' ERR
 
-tools_ok() { [ -x "$OUT/kstatus" ] && [ -x "$OUT/helm-docs" ] && "$OUT/helm-docs" --version 2>/dev/null | grep -q "$HELM_DOCS_VERSION"; }
+# The version is captured before grepping: under pipefail, grep -q's early exit could fail the pipeline.
+tools_ok() {
+  [ -x "$OUT/kstatus" ] && [ -x "$OUT/helm-docs" ] || return 1
+  local version
+  version="$("$OUT/helm-docs" --version 2>/dev/null)" || return 1
+  [[ "$version" == *"$HELM_DOCS_VERSION"* ]]
+}
 if tools_ok; then
   log "cached: kstatus and helm-docs v$HELM_DOCS_VERSION in $OUT"
   echo "GO_TOOLS=$OUT"; exit 0
