@@ -25,6 +25,9 @@ from tests.e2e.conftest import READ_PREFIXES, apply, get, wait_ready
 from tests.harness.node import NodeCluster
 from tests.node.conftest import wait_until
 
+# Starting the node and waiting for pods on two shared cores can take minutes: far above the suite's 300 s.
+pytestmark = pytest.mark.timeout(900)
+
 SYSTEM = "kmskey-system"
 RELEASE = "kms"
 DEPLOYMENT = "kms-kmskey-operator"
