@@ -236,7 +236,12 @@ class NodeCluster:
         if self.cgroups is not None:
             self.cgroups.remove()
             self.cgroups = None
-        if not self._keep_state and self.state.exists():
+        if not self.state.exists():
+            return
+        if self._keep_state:  # after a failure: the logs and configuration stay, the bulky state goes
+            for bulky in ("containerd", "kubelet", "etcd", "cni"):
+                shutil.rmtree(self.state / bulky, ignore_errors=True)
+        else:
             shutil.rmtree(self.state, ignore_errors=True)
 
     # -- pieces ------------------------------------------------------------------------------------------
