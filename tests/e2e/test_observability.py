@@ -441,6 +441,10 @@ def test_no_credential_reaches_logs_events_or_status(
         assert "SignatureDoesNotMatch" in condition(body, "Synced")["message"]
         wait_event(kubectl, denied_ns, "denied", "AccessDenied")
         statuses.append(kubectl("get", "kmskeys", "-n", denied_ns, "-o", "json").stdout)
+        # Gone before this operator stops: left behind, the next module's cluster-wide operator (with a good
+        # secret) would create its key in that module's emulator, in the middle of that module's counts.
+        kubectl("delete", "kmskey", "denied", "-n", denied_ns, "--wait=false")
+        wait_gone(kubectl, denied_ns, "denied")
     finally:
         wrong.stop()
 
