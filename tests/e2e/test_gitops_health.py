@@ -133,8 +133,8 @@ def captured(
     settle("key-material-pending", lambda b: condition(b, "Ready").get("reason") == "KeyMaterialPending")
 
     yield bodies
-    for name in set(bodies) - {"just-applied"}:
-        kubectl("delete", "kmskey", name, "-n", namespace, "--wait=false", check=False)
+    # Gone before this module's operator stops: a later module's cluster-wide operator must not find them.
+    kubectl("delete", "kmskey", "--all", "-n", namespace, "--timeout=60s", check=False, timeout=90)
 
 
 def manifest(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
