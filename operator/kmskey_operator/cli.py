@@ -18,8 +18,8 @@ def import_kopf_alone() -> None:
 
     When that client is installed kopf imports it at once (type shims; its default registry, to choose a
     login): every generated API and model module, about 11 MiB of RSS that the operator never uses, since it
-    logs in through login.py. Afterwards `kubernetes` imports normally again: webhook.py uses it when it
-    manages its own configuration (development and tests; the chart writes the configuration itself).
+    logs in through login.py and writes through kube.py. Afterwards `kubernetes` imports normally again
+    (nothing in the operator process imports it).
     """
     if "kopf" in sys.modules or "kubernetes" in sys.modules:
         return
@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from kmskey_operator import handlers, identity, login, logs
     from kmskey_operator.kms.gateway import KmsGateway
+    from kmskey_operator.kube import KubeApi
     from kmskey_operator.reconcile.reconciler import Reconciler
 
     settings = Settings.from_env(flags=flags_from(args))
@@ -46,7 +47,9 @@ def _run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, namespaces=tuple(args.namespace))
     logs.configure(settings)
     # Not kopf's default registry, which imports the `kubernetes` client only to choose a login (login.py).
-    registry = handlers.register(settings, login.operator_registry())
+    # kube.py, the operator's own API access, uses the same connection as kopf.
+    kube = KubeApi(relogin=login.connection)
+    registry = handlers.register(settings, login.operator_registry(on_login=kube.use))
     webhook_enabled = os.environ.get("KMSKEY_WEBHOOK_ENABLED", "true").lower() != "false"
     if webhook_enabled:
         import kmskey_operator.webhook  # noqa: F401  (registers the validating admission handler)
@@ -66,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         if webhook_enabled:
             from kmskey_operator import webhook
 
-            webhook.configure_admission(settings, webhook.WebhookSettings.from_env())
+            webhook.configure_admission(settings, webhook.WebhookSettings.from_env(), kube)
             settings.admission.server = readiness.track_webhook(settings.admission.server)
         metrics.start_server(runtime.settings.metrics_port, runtime.settings.metrics_host)
         # After a wave of reconciles, hand the memory they freed back to the OS (see memory.py).
@@ -77,6 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         for task in background:
             task.cancel()
         await readiness.stop()
+        await kube.close()
 
     liveness = f"http://{settings.health_host}:{settings.health_port}/healthz"
     kopf.run(

@@ -5,13 +5,14 @@ imports it (all of its generated API and model modules, about 11 MiB of RSS) jus
 therefore runs on a plain registry with this login handler: inside a pod, the ServiceAccount token and CA
 with the API server's address from KUBERNETES_SERVICE_HOST/PORT (as client-go's in-cluster config does:
 an IP, no DNS lookup); elsewhere the kubeconfig. kopf calls the handler again when a token is refused, so a
-rotated ServiceAccount token is picked up.
+rotated ServiceAccount token is picked up. `on_login` hands each connection to kube.py too, which the
+operator uses for the API writes it makes outside kopf's handlers (and which logs in again by `connection`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +49,37 @@ def _has_credentials(info: kopf.ConnectionInfo) -> bool:
     )
 
 
-def operator_registry() -> kopf.OperatorRegistry:
-    """A plain kopf registry with this login handler, made kopf's default (so kopf.on.* lands in it too)."""
-    registry = kopf.OperatorRegistry()
-    kopf.set_default_registry(registry)
+def connection(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo:
+    """The pod's ServiceAccount, else the kubeconfig; LoginError when there is neither."""
+    found = in_cluster(settings) or kopf.login_with_kubeconfig(settings=settings, **kwargs)
+    if found is not None and not _has_credentials(found):
+        # An exec plugin or auth provider in the kubeconfig: only the full client can run those.
+        found = kopf.login_via_client(settings=settings, **kwargs)
+    if found is None:
+        raise kopf.LoginError(
+            "no Kubernetes credentials: neither a pod's ServiceAccount "
+            f"({SERVICE_ACCOUNT_DIR}, KUBERNETES_SERVICE_HOST/PORT) nor a kubeconfig (KUBECONFIG)"
+        )
+    return found
+
+
+LoginListener = Callable[[kopf.ConnectionInfo, kopf.OperatorSettings], None]
+
+
+def register(registry: kopf.OperatorRegistry, on_login: LoginListener | None = None) -> None:
+    """This login as `registry`'s kopf login handler; `on_login` also gets every connection it finds."""
 
     @kopf.on.login(registry=registry)
     def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
-        found = in_cluster(settings) or kopf.login_with_kubeconfig(settings=settings, **kwargs)
-        if found is not None and not _has_credentials(found):
-            # An exec plugin or auth provider in the kubeconfig: only the full client can run those.
-            found = kopf.login_via_client(settings=settings, **kwargs)
-        if found is None:
-            raise kopf.LoginError(
-                "no Kubernetes credentials: neither a pod's ServiceAccount "
-                f"({SERVICE_ACCOUNT_DIR}, KUBERNETES_SERVICE_HOST/PORT) nor a kubeconfig (KUBECONFIG)"
-            )
+        found = connection(settings, **kwargs)
+        if on_login is not None:
+            on_login(found, settings)
         return found
 
+
+def operator_registry(on_login: LoginListener | None = None) -> kopf.OperatorRegistry:
+    """A plain kopf registry with this login handler, made kopf's default (so kopf.on.* lands in it too)."""
+    registry = kopf.OperatorRegistry()
+    kopf.set_default_registry(registry)
+    register(registry, on_login)
     return registry

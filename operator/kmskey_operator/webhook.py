@@ -18,7 +18,6 @@ variables documented on `WebhookSettings.from_env`.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import ipaddress
 import logging
@@ -30,7 +29,8 @@ from typing import Any, Literal
 
 import kopf
 
-from kmskey_operator import certs, metrics, names, validation
+from kmskey_operator import certs, login, metrics, names, validation
+from kmskey_operator.kube import KubeApi
 
 HANDLER_ID = "validate-kmskey"
 WEBHOOK_NAME = f"{HANDLER_ID}.{names.GROUP}"
@@ -166,8 +166,13 @@ def serving_certificate(webhook: WebhookSettings) -> certs.ServingCertificate:
     return certs.generate_self_signed(directory, ip_addresses=ips, dns_names=dns)
 
 
-def configure_admission(settings: kopf.OperatorSettings, webhook: WebhookSettings) -> None:
-    """Serve the webhook over HTTPS; with `configuration_name`, also keep that configuration current."""
+def configure_admission(
+    settings: kopf.OperatorSettings, webhook: WebhookSettings, api: KubeApi | None = None
+) -> None:
+    """Serve the webhook over HTTPS; with `configuration_name`, also keep that configuration current.
+
+    `api` writes the configuration (it needs one when `configuration_name` is set).
+    """
     cert = serving_certificate(webhook)
     server_kwargs: dict[str, Any] = {
         "addr": webhook.listen_host,
@@ -181,7 +186,9 @@ def configure_admission(settings: kopf.OperatorSettings, webhook: WebhookSetting
     if webhook.configuration_name is None:
         settings.admission.server = kopf.WebhookServer(**server_kwargs)
     else:
-        settings.admission.server = ConfiguringWebhookServer(webhook=webhook, **server_kwargs)
+        if api is None:
+            raise ValueError("configure_admission: writing the webhook configuration needs a KubeApi")
+        settings.admission.server = ConfiguringWebhookServer(webhook=webhook, api=api, **server_kwargs)
     # Never kopf's managed mode: it cannot express matchConditions (see the module docstring).
     settings.admission.managed = None
 
@@ -231,70 +238,22 @@ def build_configuration(webhook: WebhookSettings, client_config: Mapping[str, An
 class ConfiguringWebhookServer(kopf.WebhookServer):  # type: ignore[misc]
     """A kopf.WebhookServer that writes the webhook configuration each time it (re)starts serving."""
 
-    def __init__(self, *, webhook: WebhookSettings, **kwargs: Any) -> None:
+    def __init__(self, *, webhook: WebhookSettings, api: KubeApi, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.webhook = webhook
+        self.api = api
 
     async def __call__(self, fn: Any) -> AsyncIterator[Any]:
         applied = False
         try:
             async for client_config in super().__call__(fn):
                 # The server is listening by now, so the apiserver never calls a closed port.
-                await asyncio.to_thread(apply_configuration, build_configuration(self.webhook, client_config))
+                await self.api.apply_webhook_configuration(build_configuration(self.webhook, client_config))
                 applied = True
                 yield client_config
         finally:
             if applied and self.webhook.remove_on_exit and self.webhook.configuration_name:
-                delete_configuration(self.webhook.configuration_name)
-
-
-def _admission_api() -> Any:
-    import kubernetes
-
-    config: Any = kubernetes.config  # untyped package
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return kubernetes.client.AdmissionregistrationV1Api()
-
-
-def apply_configuration(configuration: dict[str, Any]) -> None:
-    """Create the configuration, or replace the one there (the operator owns it whole)."""
-    import kubernetes
-
-    api = _admission_api()
-    name = configuration["metadata"]["name"]
-    for _attempt in range(5):
-        try:
-            api.create_validating_webhook_configuration(configuration)
-            logger.info("Created ValidatingWebhookConfiguration %s", name)
-            return
-        except kubernetes.client.ApiException as error:
-            if error.status != 409:
-                raise
-        try:
-            current = api.read_validating_webhook_configuration(name)
-            body = {**configuration, "metadata": {**configuration["metadata"]}}
-            body["metadata"]["resourceVersion"] = current.metadata.resource_version
-            api.replace_validating_webhook_configuration(name, body)
-            logger.info("Updated ValidatingWebhookConfiguration %s", name)
-            return
-        except kubernetes.client.ApiException as error:
-            if error.status not in (404, 409):  # deleted or changed meanwhile: try again
-                raise
-    raise RuntimeError(f"could not write ValidatingWebhookConfiguration {name}: it kept changing")
-
-
-def delete_configuration(name: str) -> None:
-    import kubernetes
-
-    try:
-        _admission_api().delete_validating_webhook_configuration(name)
-        logger.info("Deleted ValidatingWebhookConfiguration %s", name)
-    except kubernetes.client.ApiException as error:
-        if error.status != 404:
-            logger.warning("Could not delete ValidatingWebhookConfiguration %s: %s", name, error)
+                await self.api.delete_webhook_configuration(self.webhook.configuration_name)
 
 
 def _is_ip(host: str) -> bool:
@@ -308,11 +267,13 @@ def _is_ip(host: str) -> bool:
 def main() -> None:
     """Serve only the webhook (no reconciler): `python -m kmskey_operator.webhook`."""
     webhook = WebhookSettings.from_env()
+    api = KubeApi(relogin=login.connection)
+    login.register(kopf.get_default_registry(), on_login=api.use)
 
     @kopf.on.startup()
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False
-        configure_admission(settings, webhook)
+        configure_admission(settings, webhook, api)
 
     kopf.configure(verbose=False)
     kopf.run(standalone=True, clusterwide=True)

@@ -15,6 +15,7 @@ import pytest
 from cryptography import x509
 
 from kmskey_operator import certs, names, validation, webhook
+from kmskey_operator.kube import KubeApi
 
 
 def kmskey(spec: dict[str, Any], **status: Any) -> kopf.Body:
@@ -186,7 +187,7 @@ def test_configure_admission_serves_https_and_never_uses_kopf_managed_mode(tmp_p
 
     managed = kopf.OperatorSettings()
     webhook.configure_admission(
-        managed, webhook.WebhookSettings(cert_dir=tmp_path / "m", configuration_name="x.y.z")
+        managed, webhook.WebhookSettings(cert_dir=tmp_path / "m", configuration_name="x.y.z"), KubeApi()
     )
     assert isinstance(managed.admission.server, webhook.ConfiguringWebhookServer)
     assert managed.admission.managed is None
