@@ -57,9 +57,10 @@ def _run(args: argparse.Namespace) -> int:
     from kmskey_operator import health, memory, metrics
 
     gateway = KmsGateway(settings, observer=metrics.observe_kms_call)
-    runtime = handlers.Runtime(settings=settings, reconciler=Reconciler(gateway, settings))
+    runtime = handlers.Runtime(settings=settings, reconciler=Reconciler(gateway, settings), kube=kube)
     readiness = health.Readiness(webhook_enabled=webhook_enabled)
     metrics.track_peering(peering=settings.peering_name is not None)
+    metrics.on_activity(runtime.set_active)
     background: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(registry=registry)
@@ -72,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
             webhook.configure_admission(settings, webhook.WebhookSettings.from_env(), kube)
             settings.admission.server = readiness.track_webhook(settings.admission.server)
         metrics.start_server(runtime.settings.metrics_port, runtime.settings.metrics_host)
+        background.append(asyncio.create_task(runtime.scheduler.run_forever(), name="resync scheduler"))
         # After a wave of reconciles, hand the memory they freed back to the OS (see memory.py).
         background.append(asyncio.create_task(memory.release_after_waves(lambda: gateway.queued_calls)))
 

@@ -3,30 +3,71 @@
 Thin on purpose. Every decision lives in `reconcile/`; here we only translate: a body becomes a
 `Resource`, an `Outcome` becomes a status patch, Events and `kopf.TemporaryError`. Handlers return
 nothing (kopf would store a return value under status.<handler>), and never sleep: retries are raised.
+
+Creates, edits, resumes and deletions are kopf handlers. Drift checks are not: kopf's timers cost a task per
+object, so the `Runtime` owns one `ResyncScheduler` (resync.py) and runs each check itself, with the body
+the watch stream last delivered (watched.py, fed by an `on.event` handler) and a status write of its own
+(kube.py). Both paths share one reconcile step (`Runtime.reconcile`): the per-key lock, the consecutive
+failures that back off across triggers, the rate limiter's priority, metrics, and the next check's time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
-import hashlib
 import logging
 import socket
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import kopf
 
-from kmskey_operator import metrics, names
+from kmskey_operator import metrics, names, statuspatch
+from kmskey_operator.kms import ratelimit
+from kmskey_operator.kms.ratelimit import CallClass, Priority
+from kmskey_operator.kube import KubeApi, KubeApiError, ObjectRef
 from kmskey_operator.normalize import interval_seconds
 from kmskey_operator.reconcile.reconciler import Reconciler
-from kmskey_operator.reconcile.resource import Outcome, Resource
+from kmskey_operator.reconcile.resource import Event, Outcome, Resource
+from kmskey_operator.resync import ResyncScheduler
 from kmskey_operator.settings import Settings
+from kmskey_operator.watched import WatchedBodies
 
 logger = logging.getLogger(__name__)
 
 RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
-TIMER_TICK_SECONDS = 15.0
+LEGACY_DIFF_BASE_ANNOTATION = f"{names.GROUP}/last-handled-configuration"
+CONFLICT_RETRY_SECONDS = 2.0
+API_ERROR_RETRY_SECONDS = 30.0
+# Annotations that change when and whether a key is checked: a change to one is acted on at once.
+SCHEDULING_ANNOTATIONS = (names.PAUSED_ANNOTATION, names.RESYNC_ANNOTATION)
+
+
+class _KeyLocks:
+    """One asyncio.Lock per key, held only while someone holds or waits for it (none per idle key)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, uid: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(uid) or (asyncio.Lock(), 0)
+        self._locks[uid] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[uid]
+            if users <= 1:
+                del self._locks[uid]
+            else:
+                self._locks[uid] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 @dataclasses.dataclass
@@ -35,37 +76,236 @@ class Runtime:
 
     settings: Settings
     reconciler: Reconciler
-    locks: dict[str, asyncio.Lock] = dataclasses.field(default_factory=dict)
-    next_resync: dict[str, float] = dataclasses.field(default_factory=dict)
+    kube: KubeApi = dataclasses.field(default_factory=KubeApi)
+    locks: _KeyLocks = dataclasses.field(default_factory=_KeyLocks)
     last_warning: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
+    bad_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    bodies: WatchedBodies = dataclasses.field(default_factory=lambda: WatchedBodies(dropped_status=["kopf"]))
+    scheduler: ResyncScheduler = dataclasses.field(init=False)
+    # A context of kopf's per-object processing: kopf keeps its Event queue in context variables that it
+    # sets only there, so Events of drift checks (which run in no kopf handler) are posted inside a copy.
+    kopf_context: contextvars.Context | None = None
+    reconciles_started: int = 0
+    """Reconciles started by kopf handlers (not drift checks) since start: what memory.py watches."""
 
-    def lock(self, uid: str) -> asyncio.Lock:
-        return self.locks.setdefault(uid, asyncio.Lock())
+    def __post_init__(self) -> None:
+        self.scheduler = ResyncScheduler(
+            self.resync, jitter=self.settings.resync_jitter, read_budget=self.read_budget
+        )
+
+    # --- scheduling
+
+    def read_budget(self, _region: str) -> float:
+        """Reads per second drift checks may use in a region (0 = unlimited, like KMSKEY_READ_QPS 0)."""
+        return self.settings.read_qps * self.settings.resync_read_share
+
+    def region_of(self, resource: Resource) -> str:
+        region = resource.spec.get("regionId") if isinstance(resource.spec, Mapping) else None
+        return str(region or resource.status.get("regionId") or self.settings.region_id)
 
     def resync_interval(self, resource: Resource) -> float:
+        """The annotation's interval (to the second), else KMSKEY_RESYNC_SECONDS; a bad one is reported."""
         text = resource.annotations.get(names.RESYNC_ANNOTATION)
-        if text:
-            try:
-                return float(interval_seconds(text))
-            except ValueError:
-                logger.warning(
-                    "ignoring bad %s annotation %r on %s", names.RESYNC_ANNOTATION, text, resource.ref
-                )
-        return self.settings.resync_seconds
+        if not text:
+            self.bad_annotations.pop(resource.uid, None)
+            return self.settings.resync_seconds
+        try:
+            seconds = float(interval_seconds(text))
+            if seconds <= 0:
+                raise ValueError(text)
+        except ValueError:
+            self._report_bad_annotation(resource, text)
+            return self.settings.resync_seconds
+        self.bad_annotations.pop(resource.uid, None)
+        return seconds
 
-    def schedule_resync(self, resource: Resource) -> None:
-        """Next drift check: the interval with a stable per-resource jitter, so keys spread out."""
-        interval = self.resync_interval(resource)
-        spread = int(hashlib.sha256(resource.uid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        jitter = (spread * 2 - 1) * self.settings.resync_jitter
-        self.next_resync[resource.uid] = time.monotonic() + interval * (1 + jitter)
+    def _report_bad_annotation(self, resource: Resource, text: str) -> None:
+        message = (
+            f"annotation {names.RESYNC_ANNOTATION}={text!r} is not an interval (write a number of "
+            f"seconds or a duration such as 90s, 10m, 2h, 1d); drift checks use the default "
+            f"{self.settings.resync_seconds:.0f}s"
+        )
+        logger.warning("%s", message, extra={"resource": resource.ref})
+        if self.bad_annotations.get(resource.uid) == text:
+            return  # already posted for this value
+        self.bad_annotations[resource.uid] = text
+        self.post(_event_body(resource), Event("Warning", names.REASON_INVALID_ANNOTATION, message))
+
+    def schedule_next(self, resource: Resource, retry_after: float | None = None) -> None:
+        """After a reconcile: the next drift check after the key's interval (or a failure's backoff)."""
+        if resource.deleting:
+            self.scheduler.forget(resource.uid)
+            return
+        self.scheduler.track(resource.uid, self.resync_interval(resource), self.region_of(resource))
+        self.scheduler.schedule(resource.uid, retry_after)
 
     def forget(self, uid: str) -> None:
-        self.locks.pop(uid, None)
-        self.next_resync.pop(uid, None)
+        self.scheduler.forget(uid)
+        self.bodies.forget(uid)
         self.last_warning.pop(uid, None)
         self.failures.pop(uid, None)
+        self.bad_annotations.pop(uid, None)
+
+    def set_active(self, active: bool) -> None:
+        """kopf peering paused or resumed this replica: a paused one keeps and runs no drift checks."""
+        if active:
+            self.scheduler.resume()
+            return
+        self.scheduler.pause()
+        self.bodies.clear()
+        self.failures.clear()
+
+    # --- the watch stream
+
+    def watched(self, event_type: str | None, body: kopf.Body) -> None:
+        """Every watch event of a KmsKey: keep its body; schedule keys no reconcile has scheduled yet."""
+        if self.kopf_context is None:
+            self.kopf_context = contextvars.copy_context()
+        uid = str(body.get("metadata", {}).get("uid") or "")
+        if not uid:
+            return
+        if event_type == "DELETED":
+            self.forget(uid)
+            return
+        if not self.scheduler.active:
+            return
+        previous = self.bodies.get(uid)
+        self.bodies.put(body)
+        resource = Resource.from_body(body)
+        if resource.deleting:
+            self.scheduler.forget(uid)
+            return
+        changed = previous is not None and any(
+            (previous.get("metadata", {}).get("annotations") or {}).get(a) != resource.annotations.get(a)
+            for a in SCHEDULING_ANNOTATIONS
+        )
+        if changed:
+            # kopf sees no change in these annotations (its marker keeps them out of its diff base).
+            self.schedule_next(resource, retry_after=0.0)
+        elif not self.scheduler.is_scheduled(uid):
+            self.schedule_next(resource)
+
+    # --- one reconcile, from any trigger
+
+    async def reconcile(self, resource: Resource, trigger: str, retry: int = 0) -> Outcome:
+        """Reconcile under the key's lock; record it; schedule the key's next drift check."""
+        started = time.monotonic()
+        if trigger != "resync":
+            self.reconciles_started += 1  # what memory.py calls a wave; drift checks are the steady state
+        # Consecutive failures across every trigger, so a resync during an outage backs off too.
+        attempt = max(retry, self.failures.get(resource.uid, 0))
+        with ratelimit.scope(_priority(resource, trigger)) as calls:
+            outcome = await self.reconciler.reconcile(resource, attempt=attempt)
+        if trigger == "resync":
+            self.scheduler.observe_reads(self.region_of(resource), calls.calls[CallClass.READ])
+        _record(trigger, resource, outcome, started)
+        if outcome.retry_after is None:
+            self.failures.pop(resource.uid, None)
+        else:
+            self.failures[resource.uid] = attempt + 1
+        # A failed drift check comes back after its backoff; a failed kopf handler is retried by kopf
+        # (it raises TemporaryError), and its next drift check stays at the usual interval.
+        self.schedule_next(resource, outcome.retry_after if trigger == "resync" else None)
+        return outcome
+
+    async def resync(self, uid: str) -> None:
+        """A drift check (the scheduler's callback): reconcile the watched body, write what changed."""
+        async with self.locks.hold(uid):
+            body = self.bodies.get(uid)
+            if body is None or not self.scheduler.active:
+                self.scheduler.forget(uid)
+                return
+            resource = Resource.from_body(body)
+            if resource.deleting:
+                self.scheduler.forget(uid)
+                return
+            outcome = await self.reconcile(resource, "resync")
+            self.deliver_events(body, resource, outcome)
+            patch = self.status_patch(resource, outcome)
+            if patch:
+                await self._write_status(body, resource, patch)
+
+    async def _write_status(self, body: dict[str, Any], resource: Resource, patch: dict[str, Any]) -> None:
+        ref = ObjectRef(names.GROUP, names.VERSION, names.PLURAL, resource.namespace, resource.name)
+        version = body.get("metadata", {}).get("resourceVersion")
+        try:
+            self.bodies.put(await self.kube.patch_status(ref, patch, resource_version=version))
+        except KubeApiError as error:
+            if error.status == 404:
+                self.forget(resource.uid)
+                return
+            retry = CONFLICT_RETRY_SECONDS if error.status == 409 else API_ERROR_RETRY_SECONDS
+            if error.status == 409:
+                # Changed since the body we reconciled: check again soon, from the current body.
+                try:
+                    self.bodies.put(await self.kube.get(ref))
+                except KubeApiError as again:
+                    logger.warning("re-reading %s: %s", resource.ref, again)
+            else:
+                logger.warning("status of %s not written: %s", resource.ref, error)
+            self.scheduler.schedule(resource.uid, retry)
+
+    # --- writing an outcome
+
+    def status_patch(self, resource: Resource, outcome: Outcome) -> dict[str, Any]:
+        return statuspatch.changes(
+            resource.status, outcome.status, heartbeat_seconds=self.settings.status_heartbeat_seconds
+        )
+
+    def deliver_events(self, body: Mapping[str, Any], resource: Resource, outcome: Outcome) -> None:
+        """Post the outcome's events (a repeated warning is posted once).
+
+        A warning repeats when its reason and KMS error code (or, without a code, its message) match the
+        last one posted for the resource: a retry loop's messages differ only in their RequestId. Any
+        Normal event (the resource recovered) re-arms the warning.
+        """
+        for event in outcome.events:
+            if event.type == "Warning":
+                # Logged every time (a retry loop's log is bounded by its backoff); posted once per key.
+                logger.warning("%s: %s", event.reason, event.message, extra={"resource": resource.ref})
+                key = (event.reason, outcome.error_code or event.message)
+                if self.last_warning.get(resource.uid) == key:
+                    metrics.observe_event(event.type, event.reason, posted=False)
+                    continue
+                self.last_warning[resource.uid] = key
+            else:
+                self.last_warning.pop(resource.uid, None)
+            self.post(body, event)
+
+    def post(self, body: Mapping[str, Any], event: Event) -> None:
+        """kopf.event, from a kopf handler or (in a copy of kopf's context) from a drift check."""
+        obj = body if isinstance(body, kopf.Body) else kopf.Body(cast(Any, body))
+        if self.kopf_context is not None:
+            self.kopf_context.run(
+                kopf.event, obj, type=event.type, reason=event.reason, message=event.message
+            )
+        else:
+            kopf.event(obj, type=event.type, reason=event.reason, message=event.message)
+        metrics.observe_event(event.type, event.reason, posted=True)
+
+
+def _priority(resource: Resource, trigger: str) -> Priority:
+    """Drift checks, and resumes of keys already in sync, wait behind creates and edits for KMS tokens."""
+    if trigger == "resync":
+        return Priority.BACKGROUND
+    status = resource.status
+    if (
+        trigger == "resume"
+        and status.get("keyId")
+        and status.get("observedGeneration") == resource.generation
+    ):
+        return Priority.BACKGROUND
+    return Priority.FOREGROUND
+
+
+def _event_body(resource: Resource) -> dict[str, Any]:
+    """What kopf.event needs to name the object."""
+    return {
+        "apiVersion": f"{names.GROUP}/{names.VERSION}",
+        "kind": names.KIND,
+        "metadata": {"name": resource.name, "namespace": resource.namespace, "uid": resource.uid},
+    }
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -73,32 +313,6 @@ def _runtime(memo: Any) -> Runtime:
     if not isinstance(runtime, Runtime):
         raise kopf.PermanentError("operator runtime is not initialised (startup did not run)")
     return runtime
-
-
-def _deliver(
-    runtime: Runtime, body: kopf.Body, patch: kopf.Patch, resource: Resource, outcome: Outcome
-) -> None:
-    """Write the outcome: status by merge patch, events (a repeated warning is posted once).
-
-    A warning repeats when its reason and KMS error code (or, without a code, its message) match the
-    last one posted for the resource: a retry loop's messages differ only in their RequestId. Any
-    Normal event (the resource recovered) re-arms the warning.
-    """
-    if outcome.status:
-        patch.status.update(outcome.status)
-    for event in outcome.events:
-        if event.type == "Warning":
-            # Logged every time (a retry loop's log is bounded by its backoff); posted once per key.
-            logger.warning("%s: %s", event.reason, event.message, extra={"resource": resource.ref})
-            key = (event.reason, outcome.error_code or event.message)
-            if runtime.last_warning.get(resource.uid) == key:
-                metrics.observe_event(event.type, event.reason, posted=False)
-                continue
-            runtime.last_warning[resource.uid] = key
-        else:
-            runtime.last_warning.pop(resource.uid, None)
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        metrics.observe_event(event.type, event.reason, posted=True)
 
 
 def _ready_state(resource: Resource, outcome: Outcome) -> str:
@@ -122,28 +336,18 @@ def _record(trigger: str, resource: Resource, outcome: Outcome, started: float) 
 async def _reconcile(memo: Any, body: kopf.Body, patch: kopf.Patch, retry: int, trigger: str) -> None:
     runtime = _runtime(memo)
     resource = Resource.from_body(body)
-    started = time.monotonic()
-    # Consecutive failures across every trigger, so a resync during an outage backs off too.
-    attempt = max(retry, runtime.failures.get(resource.uid, 0))
-    async with runtime.lock(resource.uid):
-        outcome = await runtime.reconciler.reconcile(resource, attempt=attempt)
-    _deliver(runtime, body, patch, resource, outcome)
-    _record(trigger, resource, outcome, started)
-    runtime.schedule_resync(resource)
+    async with runtime.locks.hold(resource.uid):
+        outcome = await runtime.reconcile(resource, trigger, retry)
+    runtime.deliver_events(body, resource, outcome)
+    patch.status.update(runtime.status_patch(resource, outcome))
     if outcome.retry_after is None:
-        runtime.failures.pop(resource.uid, None)
-        return
-    runtime.failures[resource.uid] = attempt + 1
-    if trigger == "resync":
-        # The timer comes back on its own: the next check is due after the backoff, not a kopf retry.
-        runtime.next_resync[resource.uid] = time.monotonic() + outcome.retry_after
         return
     why = outcome.result or "KMS did not accept the change yet"
     raise kopf.TemporaryError(f"{why}; retrying in {outcome.retry_after:.0f}s", delay=outcome.retry_after)
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
-    """kopf's own settings: our finalizer and annotation prefix, and no status writes of its own."""
+    """kopf's own settings: our finalizer and storages, and no status writes of its own."""
     kopf_settings.persistence.finalizer = names.FINALIZER
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -168,7 +372,10 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
 def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) -> kopf.OperatorRegistry:
     """Register every handler (and the admission webhook) into `registry`."""
     registry = registry or kopf.get_default_registry()
-    tick = min(TIMER_TICK_SECONDS, settings.resync_seconds)
+
+    @kopf.on.event(*RESOURCE, id="watch", registry=registry)
+    async def on_event(event: Mapping[str, Any], body: kopf.Body, memo: Any, **_: Any) -> None:
+        _runtime(memo).watched(event.get("type"), body)
 
     @kopf.on.resume(*RESOURCE, id="reconcile-resume", registry=registry)
     async def on_resume(body: kopf.Body, patch: kopf.Patch, retry: int, memo: Any, **_: Any) -> None:
@@ -182,36 +389,20 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     async def on_update(body: kopf.Body, patch: kopf.Patch, retry: int, memo: Any, **_: Any) -> None:
         await _reconcile(memo, body, patch, retry, "update")
 
-    @kopf.timer(
-        *RESOURCE,
-        id="resync",
-        interval=tick,
-        initial_delay=tick,
-        registry=registry,
-        when=lambda body, **_: not body.get("metadata", {}).get("deletionTimestamp"),
-    )
-    async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
-        runtime = _runtime(memo)
-        uid = str(body.get("metadata", {}).get("uid"))
-        due = runtime.next_resync.get(uid)
-        if due is None:
-            runtime.schedule_resync(Resource.from_body(body))
-            return
-        if time.monotonic() < due:
-            return
-        await _reconcile(memo, body, patch, 0, "resync")
-
     @kopf.on.delete(*RESOURCE, id="finalize", registry=registry)
     async def on_delete(
         body: kopf.Body, patch: kopf.Patch, retry: int, runtime: Any, memo: Any, **_: Any
     ) -> None:
         state = _runtime(memo)
         resource = Resource.from_body(body)
+        state.scheduler.forget(resource.uid)
         elapsed = runtime.total_seconds() if hasattr(runtime, "total_seconds") else float(runtime or 0)
         started = time.monotonic()
-        async with state.lock(resource.uid):
-            outcome = await state.reconciler.finalize(resource, attempt=retry, runtime=elapsed)
-        _deliver(state, body, patch, resource, outcome)
+        async with state.locks.hold(resource.uid):
+            with ratelimit.scope(Priority.FOREGROUND):
+                outcome = await state.reconciler.finalize(resource, attempt=retry, runtime=elapsed)
+        state.deliver_events(body, resource, outcome)
+        patch.status.update(state.status_patch(resource, outcome))
         _record("delete", resource, outcome, started)
         if not outcome.release:
             raise kopf.TemporaryError("deletion is waiting", delay=outcome.retry_after or 60.0)

@@ -8,7 +8,7 @@ error codes, condition reasons, spec field names): never a resource name, key ID
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import prometheus_client as prom
 from prometheus_client.core import GaugeMetricFamily
@@ -61,6 +61,20 @@ ADMISSION = prom.Counter(
 ACTIVE = prom.Gauge(
     "kmskey_active_replica",
     "1 when this replica processes KmsKeys (standalone, or the active kopf peer); 0 while paused for a peer",
+)
+RESYNC_KEYS = prom.Gauge(
+    "kmskey_resync_scheduled_keys",
+    "KmsKeys whose next drift check is scheduled on this replica (0 while paused for a kopf peer)",
+)
+RESYNC_STRETCH = prom.Gauge(
+    "kmskey_resync_interval_stretch",
+    "How much drift-check intervals are stretched to fit the read budget (KMSKEY_RESYNC_READ_SHARE of "
+    "KMSKEY_READ_QPS), the highest of any region; 1 = as configured",
+)
+RESYNC_DELAY = prom.Histogram(
+    "kmskey_resync_start_delay_seconds",
+    "How late each drift check started after it was due (waiting for the read budget or a free slot)",
+    buckets=(0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0),
 )
 READY_STATES = ("True", "False", "Unknown")
 
@@ -120,8 +134,35 @@ def observe_admission(operation: str, result: str) -> None:
     ADMISSION.labels(operation or "UNKNOWN", result).inc()
 
 
+_activity_listeners: list[Callable[[bool], None]] = []
+_active = True
+
+
 def set_active(active: bool) -> None:
+    global _active
     ACTIVE.set(1 if active else 0)
+    changed, _active = _active != active, active
+    if changed:
+        for listener in _activity_listeners:
+            listener(active)
+
+
+def on_activity(listener: Callable[[bool], None]) -> None:
+    """Call `listener(active)` now and whenever this replica is paused or resumed by kopf peering."""
+    _activity_listeners.append(listener)
+    listener(_active)
+
+
+def set_resync_keys(count: int) -> None:
+    RESYNC_KEYS.set(count)
+
+
+def set_resync_stretch(factor: float) -> None:
+    RESYNC_STRETCH.set(factor)
+
+
+def observe_resync_start(delay_seconds: float) -> None:
+    RESYNC_DELAY.observe(max(0.0, delay_seconds))
 
 
 # --- whether this replica is the active kopf peer

@@ -73,6 +73,12 @@ class Settings:
     """KMSKEY_RESYNC_SECONDS: how often each key is re-read to find drift (annotation overrides)."""
     resync_jitter: float = 0.1
     """KMSKEY_RESYNC_JITTER: +- fraction of the resync interval, so keys do not resync in waves."""
+    resync_read_share: float = 0.5
+    """KMSKEY_RESYNC_READ_SHARE: fraction of KMSKEY_READ_QPS drift checks may use; when their intervals
+    ask for more, every interval of the region is stretched until they fit (edits keep the rest)."""
+    status_heartbeat_seconds: float = 21600.0
+    """KMSKEY_STATUS_HEARTBEAT_SECONDS: a drift check that finds nothing new writes nothing, except
+    status.lastSyncTime once it is this old (seconds)."""
     deletion_timeout_seconds: float = 1800.0
     """KMSKEY_DELETION_TIMEOUT_SECONDS: how long deletion retries on KMS outages before giving up."""
     namespaces: tuple[str, ...] = ()
@@ -163,6 +169,10 @@ class Settings:
             raise SettingsError("KMSKEY_RESYNC_SECONDS must be positive")
         if not 0 <= self.resync_jitter < 1:
             raise SettingsError("KMSKEY_RESYNC_JITTER must be in [0, 1)")
+        if not 0 < self.resync_read_share <= 1:
+            raise SettingsError("KMSKEY_RESYNC_READ_SHARE must be in (0, 1]: a fraction of KMSKEY_READ_QPS")
+        if self.status_heartbeat_seconds <= 0:
+            raise SettingsError("KMSKEY_STATUS_HEARTBEAT_SECONDS must be positive")
         if self.peering_lifetime_seconds < 1:
             raise SettingsError("KMSKEY_PEERING_LIFETIME_SECONDS must be at least 1")
         return self
@@ -190,6 +200,8 @@ ENV_VARS: dict[str, str] = {
     "write_qps": "KMSKEY_WRITE_QPS",
     "resync_seconds": "KMSKEY_RESYNC_SECONDS",
     "resync_jitter": "KMSKEY_RESYNC_JITTER",
+    "resync_read_share": "KMSKEY_RESYNC_READ_SHARE",
+    "status_heartbeat_seconds": "KMSKEY_STATUS_HEARTBEAT_SECONDS",
     "deletion_timeout_seconds": "KMSKEY_DELETION_TIMEOUT_SECONDS",
     "namespaces": "WATCH_NAMESPACES",
     "health_host": "KMSKEY_HEALTH_HOST",

@@ -181,8 +181,16 @@ def test_paused_resources_get_no_writes_until_unpaused(
     kubectl("annotate", "kmskey", "p", "-n", namespace, "kms.alicloud.dev/paused=true")
     emulator.reset_calls()
     apply(kubectl, namespace, "p", {"description": "two"}, annotations={"kms.alicloud.dev/paused": "true"})
-    body = wait_for(kubectl, namespace, "p", lambda b: condition(b, "Synced").get("reason") == "Paused")
-    assert "description" in condition(body, "Synced")["message"]
+    # The pause alone is acted on at once ("no changes pending"); then the edit shows as pending.
+    wait_for(
+        kubectl,
+        namespace,
+        "p",
+        lambda b: (
+            condition(b, "Synced").get("reason") == "Paused"
+            and "description" in condition(b, "Synced")["message"]
+        ),
+    )
     assert describe(kms, key_id).description == "one"
     assert writes_for(emulator, key_id) == []
     kubectl("annotate", "kmskey", "p", "-n", namespace, "kms.alicloud.dev/paused-")

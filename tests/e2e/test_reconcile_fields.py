@@ -7,6 +7,7 @@ call log, so "the right call, and only that call" is what passes.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from alibabacloud_kms20160120.client import Client as KmsClient
 
 from kms_emulator.testing import EmulatorHandle
 from tests.conftest import Kubectl
-from tests.e2e.conftest import READ_PREFIXES, apply, condition, describe, wait_for, wait_ready
+from tests.e2e.conftest import READ_PREFIXES, apply, condition, describe, get, wait_for, wait_ready
 from tests.harness.operator import OperatorProcess
 
 INSTANCE = "kst-hzz62ee5fe3b7ifgq5hmg"
@@ -271,24 +272,32 @@ def test_a_no_op_resync_makes_no_write_and_at_most_three_reads(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str, emulator: EmulatorHandle
 ) -> None:
     apply(kubectl, namespace, "idle", {"description": "idle", "policy": policy("idle"), "tags": {"a": "b"}})
-    body = wait_ready(kubectl, namespace, "idle")
-    key_id, uid = body["status"]["keyId"], body["metadata"]["uid"]
+    ready = wait_ready(kubectl, namespace, "idle")
+    key_id, uid = ready["status"]["keyId"], ready["metadata"]["uid"]
 
-    def next_resync(after: str) -> str:
-        synced = wait_for(
-            kubectl, namespace, "idle", lambda b: b["status"]["lastSyncTime"] != after, 30, "a resync"
-        )
-        return str(synced["status"]["lastSyncTime"])
+    def about_the_key(call: Any) -> bool:
+        # Calls naming its ID, or its ownership tag (the UID) as a ListKeys filter.
+        return key_id in json.dumps(call.params) or uid in json.dumps(call.params)
 
-    # The calls between two consecutive status writes are those of exactly one resync (every 3 s here).
-    started = next_resync(body["status"]["lastSyncTime"])
+    # A no-op resync writes no status, so its boundaries are its first reads: the calls from one
+    # DescribeKey of the key to the next are those of exactly one resync (every 3 s here).
     emulator.reset_calls()
-    next_resync(started)
-    calls = emulator.calls()
-    # Everything about this key: calls naming its ID, or its ownership tag (the UID) as a ListKeys filter.
-    mine = [c for c in calls if key_id in json.dumps(c.params) or uid in json.dumps(c.params)]
+    deadline = time.monotonic() + 30
+    while True:
+        calls = emulator.calls()
+        starts = [i for i, c in enumerate(calls) if c.action == "DescribeKey" and about_the_key(c)]
+        if len(starts) >= 2:
+            break
+        assert time.monotonic() < deadline, "no two resyncs of the key in 30 s"
+        time.sleep(0.2)
+    one_resync = calls[starts[0] : starts[1]]
+    mine = [c for c in one_resync if about_the_key(c)]
     assert [c.action for c in mine if not c.action.startswith(READ_PREFIXES)] == []
     assert [c.action for c in mine].count("DescribeKey") == 1
     assert len(mine) <= 3, [c.action for c in mine]
     # A read that names no key at all (an unfiltered ListKeys) would be a scan of the account.
     assert [c.action for c in calls if c.action == "ListKeys" and "Filters" not in c.params] == []
+    # Nothing was written to Kubernetes either: not even lastSyncTime (its heartbeat is 6 hours).
+    after = get(kubectl, namespace, "idle")
+    assert after["metadata"]["resourceVersion"] == ready["metadata"]["resourceVersion"]
+    assert after["status"]["lastSyncTime"] == ready["status"]["lastSyncTime"]
