@@ -39,7 +39,11 @@ from kmskey_operator.watched import WatchedBodies
 logger = logging.getLogger(__name__)
 
 RESOURCE = (names.GROUP, names.VERSION, names.PLURAL)
+# kopf's diff base ("last handled configuration") lives in status, so that it travels in the status patch
+# of the same handling cycle instead of a metadata patch of its own (see `configure_kopf`).
+DIFF_BASE_FIELD = "status.kopf.last-handled-configuration"
 LEGACY_DIFF_BASE_ANNOTATION = f"{names.GROUP}/last-handled-configuration"
+KOPF_MARKER_ANNOTATION = f"{names.GROUP}/kopf-managed"
 CONFLICT_RETRY_SECONDS = 2.0
 API_ERROR_RETRY_SECONDS = 30.0
 # Annotations that change when and whether a key is checked: a change to one is acted on at once.
@@ -181,7 +185,7 @@ class Runtime:
             for a in SCHEDULING_ANNOTATIONS
         )
         if changed:
-            # kopf sees no change in these annotations (its marker keeps them out of its diff base).
+            # kopf sees no change in these annotations (they are not part of its diff base): act here.
             self.schedule_next(resource, retry_after=0.0)
         elif not self.scheduler.is_scheduled(uid):
             self.schedule_next(resource)
@@ -346,13 +350,78 @@ async def _reconcile(memo: Any, body: kopf.Body, patch: kopf.Patch, retry: int, 
     raise kopf.TemporaryError(f"{why}; retrying in {outcome.retry_after:.0f}s", delay=outcome.retry_after)
 
 
+class DiffBaseInStatus(kopf.StatusDiffBaseStorage):  # type: ignore[misc]
+    """kopf's diff base in `status.kopf`, so a create or an edit costs one status patch, not two patches.
+
+    kopf writes the diff base once all handlers of a cycle are done, in the same patch as their status.
+    In an annotation (kopf's default, and this operator's before) it needs a metadata patch besides the
+    status patch; in status both go in one request. Bodies written by earlier versions keep the annotation:
+    it is read when status has none, and dropped by the first write here (one metadata patch, once).
+
+    Annotations under the operator's own prefix are not part of the diff base (as they were not before:
+    kopf ignored them once its marker annotation was there): the kopf layer acts on them itself.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(field=DIFF_BASE_FIELD)
+        self._legacy = kopf.AnnotationsDiffBaseStorage(prefix=names.GROUP, key="last-handled-configuration")
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        annotations = essence.get("metadata", {}).get("annotations")
+        if annotations:
+            for key in [k for k in annotations if k.startswith(f"{names.GROUP}/")]:
+                del annotations[key]
+            if not annotations:
+                del essence["metadata"]["annotations"]
+            if not essence["metadata"]:
+                del essence["metadata"]
+        return essence
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        return super().fetch(body=body) or self._legacy.fetch(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        super().store(body=body, patch=patch, essence=essence)
+        if LEGACY_DIFF_BASE_ANNOTATION in body.metadata.annotations:
+            patch.metadata.annotations[LEGACY_DIFF_BASE_ANNOTATION] = None
+
+
+class ProgressInAnnotations(kopf.AnnotationsProgressStorage):  # type: ignore[misc]
+    """kopf's handler progress in annotations (written only while a handler retries), minus kopf's marker.
+
+    kopf adds a `<prefix>/kopf-managed` marker annotation whenever it stores progress, even when the
+    progress of a handler that succeeded at once is purged in the same patch: that alone made the first
+    handling of every object a metadata patch. The marker only tells kopf's diff bases to ignore the
+    prefix's annotations, which `DiffBaseInStatus` does anyway.
+    """
+
+    def store(self, *, key: Any, record: Any, body: kopf.Body, patch: kopf.Patch) -> None:
+        super().store(key=key, record=record, body=body, patch=patch)
+        _drop_new_marker(body, patch)
+
+    def touch(self, *, body: kopf.Body, patch: kopf.Patch, value: str | None) -> None:
+        super().touch(body=body, patch=patch, value=value)
+        _drop_new_marker(body, patch)
+
+
+def _drop_new_marker(body: kopf.Body, patch: kopf.Patch) -> None:
+    if KOPF_MARKER_ANNOTATION in body.metadata.annotations:
+        return
+    annotations = patch.get("metadata", {}).get("annotations")
+    if isinstance(annotations, dict) and annotations.get(KOPF_MARKER_ANNOTATION) is not None:
+        del annotations[KOPF_MARKER_ANNOTATION]
+        if not annotations:
+            del patch["metadata"]["annotations"]
+        if not patch["metadata"]:
+            del patch["metadata"]
+
+
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
     """kopf's own settings: our finalizer and storages, and no status writes of its own."""
     kopf_settings.persistence.finalizer = names.FINALIZER
-    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
-    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.GROUP, key="last-handled-configuration"
-    )
+    kopf_settings.persistence.progress_storage = ProgressInAnnotations(prefix=names.GROUP)
+    kopf_settings.persistence.diffbase_storage = DiffBaseInStatus()
     kopf_settings.posting.level = logging.WARNING  # our own events are posted explicitly
     # Events say who posted them (`kubectl describe`'s "From", reportingComponent): us, not kopf; the
     # instance is the pod (its hostname), so with HA the active replica is named.

@@ -81,12 +81,19 @@ def key_reads(emulator: EmulatorHandle, key_id: str) -> list[float]:
     return [c.time for c in emulator.calls() if c.action == "DescribeKey" and key_id in json.dumps(c.params)]
 
 
-def test_a_drift_check_that_finds_nothing_new_writes_nothing(
+def test_a_create_writes_twice_an_edit_once_and_a_drift_check_never(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str, emulator: EmulatorHandle, writes: Writes
 ) -> None:
     apply(kubectl, namespace, "w", {"description": "one"})
     key_id = wait_ready(kubectl, namespace, "w")["status"]["keyId"]
     time.sleep(1)  # anything still in flight lands
+    # The user's create, kopf's finalizer, then one status patch that also holds kopf's diff base
+    # (it was a third write, a metadata patch of its own, when the diff base was an annotation).
+    assert writes.count("w") == 1 + 2, writes.versions
+    apply(kubectl, namespace, "w", {"description": "two"})
+    wait_for(kubectl, namespace, "w", lambda b: b["status"].get("observedGeneration") == 2)
+    time.sleep(1)
+    assert writes.count("w") == 3 + 1 + 1, writes.versions  # the user's edit, one status patch
     emulator.reset_calls()
     before = writes.count("w")
     deadline = time.monotonic() + 30

@@ -1,9 +1,12 @@
-"""What the kopf layer writes: changed status fields only, and a rare heartbeat."""
+"""What the kopf layer writes: changed status fields only, a rare heartbeat, kopf's diff base in status."""
 
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
+
+import kopf
 
 from kmskey_operator import handlers, names, statuspatch
 from kmskey_operator.watched import WatchedBodies, compact
@@ -87,3 +90,62 @@ def test_watched_bodies_keep_what_a_reconcile_reads_and_little_else() -> None:
     assert len(compact(body, dropped_status=["kopf"])) < 400
     store.forget("u1")
     assert store.get("u1") is None
+
+
+def kopf_body(**status: Any) -> kopf.Body:
+    return kopf.Body(
+        {
+            "apiVersion": "kms.alicloud.dev/v1alpha1",
+            "kind": "KmsKey",
+            "metadata": {
+                "name": "k",
+                "namespace": "ns",
+                "uid": "u1",
+                "annotations": {names.PAUSED_ANNOTATION: "true", "team": "a"},
+            },
+            "spec": {"description": "d"},
+            "status": status,
+        }
+    )
+
+
+def test_the_diff_base_goes_to_status_and_leaves_out_the_operators_own_annotations() -> None:
+    storage = handlers.DiffBaseInStatus()
+    body = kopf_body()
+    essence = storage.build(body=body)
+    assert essence == {"spec": {"description": "d"}, "metadata": {"annotations": {"team": "a"}}}
+    patch = kopf.Patch()
+    storage.store(body=body, patch=patch, essence=essence)
+    assert set(patch) == {"status"}  # no metadata patch of its own
+    stored = patch["status"]["kopf"]["last-handled-configuration"]
+    assert json.loads(stored) == essence
+    assert storage.fetch(body=kopf_body(kopf={"last-handled-configuration": stored})) == essence
+
+
+def test_a_diff_base_an_earlier_version_kept_in_an_annotation_is_read_then_moved() -> None:
+    legacy = kopf.Body(
+        {
+            **kopf_body(),
+            "metadata": {
+                "name": "k",
+                "namespace": "ns",
+                "uid": "u1",
+                "annotations": {handlers.LEGACY_DIFF_BASE_ANNOTATION: '{"spec":{"description":"d"}}\n'},
+            },
+        }
+    )
+    storage = handlers.DiffBaseInStatus()
+    assert storage.fetch(body=legacy) == {"spec": {"description": "d"}}
+    patch = kopf.Patch()
+    storage.store(body=legacy, patch=patch, essence={"spec": {"description": "d"}})
+    assert patch["metadata"]["annotations"] == {handlers.LEGACY_DIFF_BASE_ANNOTATION: None}
+
+
+def test_handler_progress_adds_no_marker_annotation() -> None:
+    storage = handlers.ProgressInAnnotations(prefix=names.GROUP)
+    body = kopf_body()
+    patch = kopf.Patch()
+    storage.store(key="reconcile-create", record={"started": "t"}, body=body, patch=patch)
+    storage.purge(key="reconcile-create", body=body, patch=patch)
+    # kopf's own storage would leave `kms.alicloud.dev/kopf-managed: yes`: a metadata patch per object.
+    assert not patch
