@@ -1,17 +1,20 @@
-"""Give memory back to the OS after a wave of reconciles: RSS follows the number of keys, not the last burst.
+"""Memory: give it back to the OS after each wave of reconciles, and keep full collections off the hot path.
 
-When many KmsKeys are applied at once (or the operator restarts with many), their reconciles all wait on the
-KMS rate limiter at the same time: 1,000 keys at CreateKey 10/s wait up to 100 s. What they held is freed when
-they finish, but much of it sits in reference cycles that only a full collection frees (CPython seldom runs
-one once many objects are long-lived), and glibc keeps the freed heap pages mapped. Measured after creating
-1,000 keys at the quota: RSS 154 MiB, then 129 MiB after `gc.collect()` + `malloc_trim(0)`; either one alone
-changed nothing (docs/performance.md).
+**Waves.** When many KmsKeys are applied at once, or the operator starts (or takes over) with many, thousands
+of reconciles run within minutes. What they held is freed when they finish, but much of it sits in reference
+cycles that only a full collection frees, and glibc keeps the freed heap pages mapped: measured after
+creating 1,000 keys, RSS 154 MiB, then 129 MiB after `gc.collect()` + `malloc_trim(0)`; either alone changed
+nothing (docs/performance.md). So once a wave has ended (at least `wave` reconciles by kopf handlers, then
+`settle_checks` checks without one), memory is collected and trimmed. The signal is the reconciles
+themselves, not the KMS rate limiter's queue: with quotas off (or raised) nothing ever queues. Drift checks
+do not count: they are the steady state, spread out by the scheduler.
 
-A full collection pauses the event loop (about 0.2 s at 1,000 keys), so it runs once per wave: after the
-rate limiter's queue has held at least `wave_calls` calls and has then stayed empty for `settle_checks`
-checks (kopf's per-object workers and its event posting still hold the wave's objects for a few seconds after
-the last KMS call; collected at once, RSS fell by 1 MiB, not 25). An operator keeping up with its resyncs
-never queues that many calls, and is never collected here.
+**Full collections.** CPython's full collection walks every tracked object; with thousands of keys that
+stalled the event loop (the webhook, the probes, the watch) for about 0.12 ms per key at each one. Objects
+that survive a wave are the operator's long-lived state, so they are frozen (`gc.freeze()`: moved where no
+collection walks them): during a wave every check freezes what exists (a constant-time move), so automatic
+collections only walk what is newer than the last check; when the wave ends, everything is unfrozen,
+collected once (cycles among frozen objects are freed then), trimmed, and frozen again.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import ctypes
 import gc
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 CHECK_SECONDS = 10.0
-WAVE_CALLS = 50
+WAVE_RECONCILES = 50
 SETTLE_CHECKS = 3
 
 
@@ -54,30 +58,51 @@ _MALLOC_TRIM = _find_malloc_trim()
 
 
 def release() -> None:
-    """Collect cyclic garbage, then hand the heap's free pages back to the OS (glibc only)."""
+    """Collect all cyclic garbage (frozen objects too), hand free heap pages to the OS, freeze survivors."""
     before = rss_mib()
+    began = time.perf_counter()
+    gc.unfreeze()
     gc.collect()
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
-    logger.info("a wave of reconciles ended: released memory, RSS %.0f MiB -> %.0f MiB", before, rss_mib())
+    gc.freeze()
+    logger.info(
+        "a wave of reconciles ended: released memory, RSS %.0f MiB -> %.0f MiB (%.0f ms)",
+        before,
+        rss_mib(),
+        (time.perf_counter() - began) * 1000,
+    )
 
 
 async def release_after_waves(
-    queued: Callable[[], int],
+    reconciles: Callable[[], int],
     check_seconds: float = CHECK_SECONDS,
-    wave_calls: int = WAVE_CALLS,
+    wave: int = WAVE_RECONCILES,
     settle_checks: int = SETTLE_CHECKS,
     free: Callable[[], None] = release,
+    freeze: Callable[[], None] = gc.freeze,
 ) -> None:
-    """Until cancelled: `free()` once a queue of `wave_calls` or more has been empty for `settle_checks`."""
-    in_wave = False
-    empty_checks = 0
+    """Until cancelled: `free()` once `wave` reconciles have run and then none for `settle_checks` checks.
+
+    `reconciles()` counts the reconciles started so far (it only grows). Once a wave has `wave`
+    reconciles, each check while it lasts also calls `freeze()`, so that automatic collections during
+    the wave walk only recent objects (`free()` unfreezes everything again).
+    """
+    last = reconciles()
+    in_wave = 0
+    quiet_checks = 0
     while True:
         await asyncio.sleep(check_seconds)
-        waiting = queued()
-        empty_checks = empty_checks + 1 if waiting == 0 else 0
-        if waiting >= wave_calls:
-            in_wave = True
-        elif in_wave and empty_checks >= settle_checks:
-            free()
-            in_wave = False
+        count = reconciles()
+        started, last = count - last, count
+        if started:
+            in_wave += started
+            quiet_checks = 0
+            if in_wave >= wave:
+                freeze()
+            continue
+        quiet_checks += 1
+        if quiet_checks == settle_checks:
+            if in_wave >= wave:
+                free()
+            in_wave = 0  # a few reconciles now and then are no wave
