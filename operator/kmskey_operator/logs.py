@@ -113,8 +113,9 @@ def context(record: logging.LogRecord) -> dict[str, str]:
 class KopfLevels(logging.Filter):
     """Re-level kopf's and aiohttp's routine lines so that INFO reads as what changed, not what ran.
 
-    - every timer tick's and admission review's "... succeeded." (per resource, every few seconds),
-      and aiohttp's access lines (probes, admission): DEBUG;
+    - every admission review's "... succeeded.", and every watch event's (the kopf layer's `watch`
+      handler, handlers.py, runs for each event of each KmsKey), and aiohttp's access lines (probes,
+      admission): DEBUG;
     - a handler that "failed temporarily" is retried; the cause is already a Warning Event, a condition
       and a metric: WARNING, not kopf's ERROR;
     - the webhook "failed permanently" is how kopf reports every admission refusal (the handler raises
@@ -123,7 +124,7 @@ class KopfLevels(logging.Filter):
     A re-levelled line below `threshold` is dropped, as the handler's own level would have.
     """
 
-    _ROUTINE = re.compile(r"^(Timer|Webhook|Daemon) '[^']*' succeeded\.$")
+    _ROUTINE = re.compile(r"^((Timer|Webhook|Daemon) '[^']*'|Handler 'watch') succeeded\.$")
     _REFUSAL = re.compile(r"^Webhook '[^']*' failed permanently: ")
 
     def __init__(self, threshold: int) -> None:

@@ -177,6 +177,7 @@ def test_routine_kopf_lines_are_debug_and_temporary_failures_warnings() -> None:
     levels = logs.KopfLevels(logging.INFO)
     assert not levels.filter(record("kopf.objects", logging.INFO, "Timer 'resync' succeeded."))
     assert not levels.filter(record("kopf.objects", logging.INFO, "Webhook 'validate-kmskey' succeeded."))
+    assert not levels.filter(record("kopf.objects", logging.INFO, "Handler 'watch' succeeded."))
     assert not levels.filter(record("aiohttp.access", logging.INFO, "GET /healthz 200"))
     assert levels.filter(record("kopf.objects", logging.INFO, "Handler 'reconcile-create' succeeded."))
     failed = record("kopf.objects", logging.ERROR, "Handler 'reconcile-create' failed temporarily: retrying")
