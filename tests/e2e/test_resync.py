@@ -70,6 +70,39 @@ class Writes:
         return len(self.versions.get(name, []))
 
 
+@pytest.fixture(scope="module")
+def operator(
+    emulator: EmulatorHandle,
+    kubeconfig: Path,
+    crd_installed: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    """Drift checks every 3 s, exactly, and no read budget to stretch them.
+
+    This operator also sees every KmsKey the earlier test modules left behind (their namespaces stay), all
+    resyncing every 3 s too: under a read budget their intervals, and these tests', would be stretched.
+    """
+    process = OperatorProcess(
+        kubeconfig=kubeconfig,
+        kms_endpoint=emulator.endpoint,
+        access_key_id=emulator.access_key_id,
+        access_key_secret=emulator.access_key_secret,
+        log_dir=tmp_path_factory.mktemp("operator"),
+        kms_ca_file=emulator.ca_file,
+        extra_env={
+            "KMSKEY_WEBHOOK_ENABLED": "false",
+            "KMSKEY_RESYNC_SECONDS": "3",
+            "KMSKEY_RESYNC_JITTER": "0",
+            "KMSKEY_READ_QPS": "0",
+            "KMSKEY_WRITE_QPS": "0",
+            "KMSKEY_CREATE_QPS": "0",
+        },
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
 @pytest.fixture
 def writes(kubeconfig: Path, namespace: str) -> Iterator[Writes]:
     with Writes(kubeconfig, namespace) as seen:

@@ -28,7 +28,7 @@ POISON = """raise ImportError("the operator process must not import the kubernet
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorHandle]:
-    with run_emulator(quotas=False) as emu:
+    with run_emulator(quotas=False, tls=True) as emu:
         yield emu
 
 
@@ -48,6 +48,7 @@ def operator(
         access_key_id=emulator.access_key_id,
         access_key_secret=emulator.access_key_secret,
         log_dir=tmp_path_factory.mktemp("operator"),
+        kms_ca_file=emulator.ca_file,
         extra_env={
             "PYTHONPATH": str(poisoned),
             "KMSKEY_READ_QPS": "2",
