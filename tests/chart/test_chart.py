@@ -359,6 +359,8 @@ def test_values_become_the_settings_the_operator_reads() -> None:
         "kms.rateLimits.writeQps": 2.5,
         "reconcile.resyncSeconds": 120,
         "reconcile.resyncJitter": 0.2,
+        "reconcile.resyncReadShare": 0.25,
+        "reconcile.statusHeartbeatSeconds": 3600,
         "reconcile.deletionTimeoutSeconds": 900,
         "watchNamespaces": ["team-a", "team-b"],
         "logging.format": "text",
@@ -379,6 +381,7 @@ def test_values_become_the_settings_the_operator_reads() -> None:
     assert settings.kms_max_connections == 4
     assert (settings.create_qps, settings.read_qps, settings.write_qps) == (4, 0, 2.5)
     assert (settings.resync_seconds, settings.resync_jitter) == (120, 0.2)
+    assert (settings.resync_read_share, settings.status_heartbeat_seconds) == (0.25, 3600)
     assert settings.deletion_timeout_seconds == 900
     assert settings.namespaces == ("team-a", "team-b")
     assert (settings.log_format, settings.log_level) == ("text", "DEBUG")
@@ -405,6 +408,8 @@ def test_default_values_are_the_operator_defaults() -> None:
         "write_qps",
         "resync_seconds",
         "resync_jitter",
+        "resync_read_share",
+        "status_heartbeat_seconds",
         "deletion_timeout_seconds",
         "namespaces",
         "health_host",
