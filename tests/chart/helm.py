@@ -6,6 +6,7 @@ write the developer's ~/.config/helm. Nothing here contacts a network address ot
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from tests.harness.processes import child_environment
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "deploy" / "helm" / "kmskey-operator"
 _HELM_HOME = Path(tempfile.mkdtemp(prefix="kmskey-helm-home-"))
+atexit.register(shutil.rmtree, _HELM_HOME, ignore_errors=True)  # every test process made one, none removed
 
 
 class HelmError(subprocess.CalledProcessError):
