@@ -37,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
     from kopf._core.engines import peering  # kopf.run() takes an Identity but kopf does not export the type
 
-    from kmskey_operator import handlers, identity, login, logs
+    from kmskey_operator import cluster_identity, directory, handlers, identity, login, logs
     from kmskey_operator.kms.gateway import KmsGateway
     from kmskey_operator.kube import KubeApi
     from kmskey_operator.reconcile.reconciler import Reconciler
@@ -46,10 +46,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.namespace:
         settings = dataclasses.replace(settings, namespaces=tuple(args.namespace))
     logs.configure(settings)
+    settings = cluster_identity.resolve(settings)  # the cluster named in claims; refuses to start without one
     # Not kopf's default registry, which imports the `kubernetes` client only to choose a login (login.py).
     # kube.py, the operator's own API access, uses the same connection as kopf.
     kube = KubeApi(relogin=login.connection)
     registry = handlers.register(settings, login.operator_registry(on_login=kube.use))
+    directory.register(registry)
     webhook_enabled = os.environ.get("KMSKEY_WEBHOOK_ENABLED", "true").lower() != "false"
     if webhook_enabled:
         import kmskey_operator.webhook  # noqa: F401  (registers the validating admission handler)
@@ -64,7 +66,11 @@ def _run(args: argparse.Namespace) -> int:
     background: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(registry=registry)
-    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+        # kopf hands every handler its indices; the reconciler asks them whether a claimant still exists.
+        runtime.reconciler.liveness = directory.Directory.from_kwargs(
+            kwargs, namespaces=runtime.settings.namespaces
+        )
         await readiness.start(runtime.settings.health_host, runtime.settings.ready_port)
         handlers.configure_kopf(settings, runtime.settings)
         if webhook_enabled:
@@ -87,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     liveness = f"http://{settings.health_host}:{settings.health_port}/healthz"
     kopf.run(
         registry=registry,
-        memo=kopf.Memo(runtime=runtime),
+        memo=kopf.Memo(runtime=runtime, settings=settings),
         ready_flag=readiness.started,
         insights=readiness.insights,
         # Our own identity: kopf's default asks the passwd database, which has no entry for the image's uid.

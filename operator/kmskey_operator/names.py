@@ -18,10 +18,21 @@ FINALIZER: Final = f"{GROUP}/finalizer"
 PAUSED_ANNOTATION: Final = f"{GROUP}/paused"
 RESYNC_ANNOTATION: Final = f"{GROUP}/resync-interval"
 
-# Every key the operator creates carries this tag with the resource's UID as its value. Before any
-# CreateKey the operator looks the UID up (ListKeys with a TagKey/TagValue filter), so a crash between
+TAKE_OVER_ANNOTATION: Final = f"{GROUP}/take-over-claim"
+"""Value: the UID of the KmsKey whose stale claim this resource may take over (see claims.py)."""
+
+# The claim: tags on a KMS key that name the one KmsKey managing it (written and read in claims.py).
+# Every tag key under this prefix belongs to the operator: refused in spec.tags, never diffed or removed.
+OPERATOR_TAG_PREFIX: Final = f"{GROUP}/"
+# The lookup key of a claim (and the only claim tag of versions before claims): before any CreateKey the
+# operator looks the resource's UID up (ListKeys with a TagKey/TagValue filter), so a crash between
 # CreateKey and the status write never yields a second key.
 OWNER_TAG_KEY: Final = f"{GROUP}/owner-uid"
+OWNER_CLUSTER_TAG_KEY: Final = f"{GROUP}/owner-cluster"
+OWNER_NAMESPACE_TAG_KEY: Final = f"{GROUP}/owner-namespace"
+OWNER_NAME_TAG_KEY: Final = f"{GROUP}/owner-name"
+# Present (value "true") on a key claimed by adoption rather than created by its claimant.
+ADOPTED_TAG_KEY: Final = f"{GROUP}/adopted"
 
 # Tag keys KMS reserves for itself; users may not set them and the diff ignores them.
 RESERVED_TAG_PREFIXES: Final = ("aliyun", "acs:")
@@ -63,3 +74,7 @@ REASON_DELETION_BLOCKED: Final = "DeletionBlocked"
 REASON_NOT_OWNED: Final = "NotOwned"
 REASON_KEY_CLAIMED: Final = "KeyClaimed"
 REASON_INVALID_ANNOTATION: Final = "InvalidAnnotation"
+REASON_CLAIMED: Final = "Claimed"
+REASON_CLAIM_TAKEN_OVER: Final = "ClaimTakenOver"
+REASON_RECOVERED: Final = "Recovered"
+REASON_STATUS_CORRECTED: Final = "StatusCorrected"

@@ -53,6 +53,11 @@ def is_reserved_tag(key: str) -> bool:
     return key.startswith(names.RESERVED_TAG_PREFIXES)
 
 
+def is_operator_tag(key: str) -> bool:
+    """The operator's own tags (its claim, everything under kms.alicloud.dev/): never the user's."""
+    return key.lower().startswith(names.OPERATOR_TAG_PREFIX)
+
+
 def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    """Tags as a user declares them: without KMS's reserved tags and the operator's ownership tag."""
-    return {k: v for k, v in tags.items() if not is_reserved_tag(k) and k != names.OWNER_TAG_KEY}
+    """Tags as a user declares them: without KMS's reserved tags and the operator's own."""
+    return {k: v for k, v in tags.items() if not is_reserved_tag(k) and not is_operator_tag(k)}

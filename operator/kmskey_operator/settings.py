@@ -11,8 +11,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import ssl
 from collections.abc import Mapping
+
+# A region ID: lowercase words joined by hyphens, e.g. cn-hangzhou, ap-southeast-1, cn-shanghai-finance-1.
+REGION_ID = re.compile(r"^[a-z]{2,}(-[a-z0-9]+){1,4}$")
+_KMS_HOST = re.compile(r"^kms(?:-vpc)?\.([a-z]{2,}(?:-[a-z0-9]+){1,4})\.aliyuncs\.com$")
+_CLUSTER_ID = re.compile(r"^[A-Za-z0-9/\\_\-.+=:@]{1,128}$")
 
 
 class SettingsError(ValueError):
@@ -83,6 +89,16 @@ class Settings:
     """KMSKEY_DELETION_TIMEOUT_SECONDS: how long deletion retries on KMS outages before giving up."""
     namespaces: tuple[str, ...] = ()
     """WATCH_NAMESPACES: comma-separated namespaces to watch; empty = all namespaces."""
+    # --- tenancy (see claims.py and the README's "Tenancy") ---
+    cluster_id: str = ""
+    """KMSKEY_CLUSTER_ID: this cluster's name in the claims it writes on keys (at most 128 characters of
+    letters, digits and / \\ _ - . + = : @); empty = the UID of the kube-system namespace, read at start."""
+    adoption_namespaces: tuple[str, ...] = ()
+    """KMSKEY_ADOPTION_NAMESPACES: comma-separated namespaces whose KmsKeys may adopt existing keys
+    (spec.keyId); `*` = every namespace; empty = none (a multi-team cluster's safe default)."""
+    adopted_key_deletion: bool = False
+    """KMSKEY_ADOPTED_KEY_DELETION: whether deleting a KmsKey with deletionPolicy Delete may schedule the
+    deletion of a key it adopted (rather than created); false = adopted keys are always retained."""
     # --- serving ---
     health_port: int = 8081
     """KMSKEY_HEALTH_PORT: port of kopf's /healthz (liveness). 0 = off."""
@@ -113,6 +129,22 @@ class Settings:
             return self.sts_endpoint
         infix = "sts-vpc" if self.kms_endpoint_type == "vpc" else "sts"
         return f"{infix}.{region_id}.aliyuncs.com"
+
+    def may_adopt(self, namespace: str) -> bool:
+        """Whether KmsKeys in `namespace` may adopt existing keys (KMSKEY_ADOPTION_NAMESPACES)."""
+        return "*" in self.adoption_namespaces or namespace in self.adoption_namespaces
+
+    def served_regions(self) -> tuple[str, ...] | None:
+        """The regions the configured endpoint serves; None = any (one endpoint per region).
+
+        A pinned KMS_ENDPOINT is one regional endpoint: the region in its host name when it is a KMS
+        host (kms.<region>.aliyuncs.com, kms-vpc.<region>.aliyuncs.com), else ALIBABA_CLOUD_REGION_ID.
+        """
+        if not self.kms_endpoint:
+            return None
+        host = self.kms_endpoint.rsplit(":", 1)[0] if self.kms_endpoint.count(":") == 1 else self.kms_endpoint
+        match = _KMS_HOST.match(host)
+        return (match.group(1),) if match else (self.region_id,)
 
     def endpoint_for(self, region_id: str) -> str:
         if self.kms_endpoint:
@@ -175,6 +207,15 @@ class Settings:
             raise SettingsError("KMSKEY_STATUS_HEARTBEAT_SECONDS must be positive")
         if self.peering_lifetime_seconds < 1:
             raise SettingsError("KMSKEY_PEERING_LIFETIME_SECONDS must be at least 1")
+        if self.cluster_id and not _CLUSTER_ID.match(self.cluster_id):
+            raise SettingsError(
+                f"KMSKEY_CLUSTER_ID={self.cluster_id!r}: use 1 to 128 characters of letters, digits and "
+                "/ \\ _ - . + = : @ (it becomes a KMS tag value)"
+            )
+        if not REGION_ID.match(self.region_id):
+            raise SettingsError(
+                f"ALIBABA_CLOUD_REGION_ID={self.region_id!r} is not a region ID such as cn-hangzhou"
+            )
         return self
 
 
@@ -204,6 +245,9 @@ ENV_VARS: dict[str, str] = {
     "status_heartbeat_seconds": "KMSKEY_STATUS_HEARTBEAT_SECONDS",
     "deletion_timeout_seconds": "KMSKEY_DELETION_TIMEOUT_SECONDS",
     "namespaces": "WATCH_NAMESPACES",
+    "cluster_id": "KMSKEY_CLUSTER_ID",
+    "adoption_namespaces": "KMSKEY_ADOPTION_NAMESPACES",
+    "adopted_key_deletion": "KMSKEY_ADOPTED_KEY_DELETION",
     "health_host": "KMSKEY_HEALTH_HOST",
     "health_port": "KMSKEY_HEALTH_PORT",
     "ready_port": "KMSKEY_READY_PORT",
@@ -230,7 +274,7 @@ def _check_ca_bundle(path: str) -> None:
 
 def _convert(attr: str, raw: str, source: str) -> object:
     default = next(f.default for f in dataclasses.fields(Settings) if f.name == attr)
-    if attr == "namespaces":
+    if isinstance(default, tuple):
         return tuple(ns.strip() for ns in raw.split(",") if ns.strip())
     if isinstance(default, bool):
         return raw.lower() in ("1", "true", "yes")

@@ -6,13 +6,22 @@ got in while the webhook was down). Every message names the field (`spec.xxx`) a
 
 Decisions that the KMS documentation leaves open:
 - Tag keys are 1-128 and tag values 0-128 characters of `[A-Za-z0-9/\\_-.+=:@]` (the SDK model's charset,
-  also enforced by the emulator); keys starting with `aliyun` or `acs:` in any case, and the operator's
-  ownership tag key, are refused.
-- Once the key exists, `keyId` and `regionId` count as changed only when they name another key or region
-  than the one in status: writing down `spec.keyId: <status.keyId>` (needed to switch to
-  `managementPolicy: Observe`) is not a change.
+  also enforced by the emulator); keys starting with `aliyun` or `acs:` in any case, and every key under the
+  operator's `kms.alicloud.dev/` (its claim), are refused. A key holds 20 tags and the claim takes 4 (5 on an
+  adopted key), so at most 16 (15) are the user's.
+- Identity: once the operator has recorded a key (`status.keyId`), `spec.keyId` and `spec.regionId` may
+  only name that key and its region: set to it (writing down `spec.keyId: <status.keyId>` is needed to
+  switch to `managementPolicy: Observe`), never changed or removed, also while the KmsKey is being deleted.
+  Before a key is recorded (an adopted key never found) both may be corrected in place. The CRD repeats
+  this rule in CEL, so it holds while the webhook is down; status is untrusted, so the reconciler and the
+  finalizer also check the key's claim.
+- ForceNew fields may be declared, once the key exists, with exactly the value the key has (status mirrors
+  it); tags included (status.tags mirrors the key's user tags).
 - An update that leaves `spec` as it was is always allowed, even if that spec breaks a rule: the operator's
-  own finalizer and annotation patches must never be refused, or a deletion could be blocked.
+  own finalizer and annotation patches must never be refused, or a deletion could be blocked. While the
+  KmsKey is being deleted only the identity rule applies, so a deletion can always be steered (Retain).
+- With a `Scope` (admission and the reconciler pass one), the cluster's tenancy settings apply too: which
+  namespaces may adopt keys, whether an adopted key may be deleted, and which regions the endpoint serves.
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kmskey_operator import model, names, normalize, policy
+from kmskey_operator import claims, model, names, normalize, policy
+from kmskey_operator.settings import REGION_ID, Settings
 
-MAX_TAGS = 20
+MAX_TAGS = claims.MAX_KEY_TAGS
 MAX_TAG_CHARS = 128
 MAX_POLICY_BYTES = 32768
 MAX_DESCRIPTION_CHARS = 8192
@@ -95,8 +105,36 @@ class Verdict:
 ALLOWED = Verdict()
 
 
-def validate_spec(spec: Mapping[str, Any] | None) -> Verdict:
-    """The CREATE/UPDATE rules for one spec: shapes (via model.parse_spec) first, then field combinations."""
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """What the rules know beyond the spec: the resource's namespace and the cluster's tenancy settings."""
+
+    namespace: str
+    may_adopt: bool = True
+    may_delete_adopted: bool = True
+    served_regions: tuple[str, ...] | None = None
+    endpoint: str | None = None
+    created_its_key: bool = False
+    """status.ownership is Created: a spec.keyId names the key this resource created, not an adopted one."""
+
+    @classmethod
+    def of(cls, settings: Settings, namespace: str, status: Mapping[str, Any] | None = None) -> Scope:
+        recorded = status or {}
+        return cls(
+            namespace=namespace,
+            may_adopt=settings.may_adopt(namespace),
+            may_delete_adopted=settings.adopted_key_deletion,
+            served_regions=settings.served_regions(),
+            endpoint=settings.kms_endpoint,
+            created_its_key=bool(recorded.get("keyId")) and recorded.get("ownership") == "Created",
+        )
+
+
+def validate_spec(spec: Mapping[str, Any] | None, scope: Scope | None = None) -> Verdict:
+    """The CREATE/UPDATE rules for one spec: shapes (via model.parse_spec) first, then field combinations.
+
+    With a `scope`, the tenancy rules too (adoption, deletion of adopted keys, the regions served).
+    """
     raw = dict(spec or {})
     shape_errors = _shape_errors(raw)
     if shape_errors:
@@ -107,12 +145,15 @@ def validate_spec(spec: Mapping[str, Any] | None) -> Verdict:
     warnings: list[str] = []
     for rule in _RULES:
         rule(parsed, errors, warnings)
+    if scope is not None:
+        _tenancy(parsed, scope, errors)
     return Verdict(errors=tuple(errors), warnings=tuple(warnings))
 
 
-def key_exists(body: Mapping[str, Any]) -> bool:
-    """Whether the resource names a KMS key: the operator recorded one (status.keyId) or it adopts one."""
-    return bool(_get(body, "status", "keyId") or _get(body, "spec", "keyId"))
+def key_recorded(body: Mapping[str, Any]) -> str | None:
+    """The key the operator recorded for this resource (status.keyId), from which its identity is fixed."""
+    key_id = _get(body, "status", "keyId")
+    return str(key_id) if key_id else None
 
 
 def immutable_changes(
@@ -123,35 +164,90 @@ def immutable_changes(
     return [(f, old.get(f), new.get(f)) for f in IMMUTABLE_FIELDS if old.get(f) != new.get(f)]
 
 
-def validate_update(old_body: Mapping[str, Any], new_body: Mapping[str, Any]) -> Verdict:
+def validate_update(
+    old_body: Mapping[str, Any], new_body: Mapping[str, Any], scope: Scope | None = None
+) -> Verdict:
     """The UPDATE rules: the spec rules, plus immutability of ForceNew and identity fields once a key exists.
 
-    An object being deleted, and an update that leaves spec unchanged (metadata, finalizers, status), always
-    pass: admission must never stand between a KmsKey and its deletion.
+    An update that leaves spec unchanged (metadata, finalizers, status) always passes, and so does any edit
+    of an object being deleted except one of its identity: admission must never stand between a KmsKey and
+    its deletion, nor let a deletion be pointed at another key.
     """
-    if _get(new_body, "metadata", "deletionTimestamp") or _get(old_body, "metadata", "deletionTimestamp"):
-        return ALLOWED
     old_spec = _get(old_body, "spec") or {}
     new_spec = _get(new_body, "spec") or {}
     if old_spec == new_spec:
         return ALLOWED
-    verdict = validate_spec(new_spec)
-    if not key_exists(old_body):
+    identity = Verdict(errors=tuple(identity_problems(old_body, new_spec)))
+    if _get(new_body, "metadata", "deletionTimestamp") or _get(old_body, "metadata", "deletionTimestamp"):
+        return identity
+    verdict = identity + validate_spec(new_spec, scope)
+    key_id = key_recorded(old_body)
+    if not key_id:
         return verdict
-    changes = [c for c in immutable_changes(old_spec, new_spec) if not _same_identity(old_body, *c)]
+    changes = [
+        c
+        for c in immutable_changes(old_spec, new_spec)
+        if c[0] in model.FORCE_NEW_FIELDS and not _same_as_key(old_body, *c)
+    ]
     if not changes:
         return verdict
-    key_id = _get(old_body, "status", "keyId") or _get(old_body, "spec", "keyId")
-    errors = tuple(
-        Problem(f"spec.{field}", f"cannot change once the KMS key exists ({_show(old)} → {_show(new)})")
-        for field, old, new in changes
-    )
+    errors = tuple(_force_new_problem(old_body, *change) for change in changes)
     advice = (
-        f"KMS cannot change these on key {key_id} in place: put the old values back, and create a new "
-        "KmsKey with the new values instead (deleting this KmsKey with deletionPolicy: Retain keeps the "
-        "current key in KMS).",
+        f"Put the old values back, and create a new KmsKey for a key with the new values (deleting this "
+        f"KmsKey with deletionPolicy: Retain keeps key {key_id} in KMS).",
     )
     return Verdict(errors=errors, advice=advice) + verdict
+
+
+def identity_problems(old_body: Mapping[str, Any], new_spec: Mapping[str, Any]) -> list[Problem]:
+    """spec.keyId and spec.regionId against the key recorded in the old body's status (see the module doc)."""
+    key_id = key_recorded(old_body)
+    if not key_id:
+        return []  # nothing recorded yet: an adopted key never found may still be corrected
+    old_spec = _get(old_body, "spec") or {}
+    problems = []
+    recorded = {"keyId": key_id, "regionId": _get(old_body, "status", "regionId")}
+    what = {"keyId": "key", "regionId": "key's region"}
+    for field in model.IDENTITY_FIELDS:
+        old, new = old_spec.get(field), new_spec.get(field)
+        if old == new:
+            continue
+        if old is not None:
+            message = (
+                f"cannot change once the operator has recorded the KMS key (status.keyId: {key_id}): "
+                f"{_show(old)} → {_show(new)}"
+            )
+        elif recorded[field] and new == recorded[field]:
+            continue  # writing down what status says (e.g. to switch to managementPolicy: Observe)
+        else:
+            message = (
+                f"may only name this KmsKey's {what[field]} ({_show(recorded[field])}, recorded in "
+                f"status), not {_show(new)}"
+            )
+        problems.append(
+            Problem(
+                f"spec.{field}",
+                f"{message}. A KmsKey manages one key for life: to manage another, create a new KmsKey "
+                f"(deleting this one with deletionPolicy: Retain keeps {key_id} in KMS)",
+            )
+        )
+    return problems
+
+
+def _force_new_problem(old_body: Mapping[str, Any], field: str, old: Any, new: Any) -> Problem:
+    change = f"{_show(old)} → {_show(new)}"
+    if field == "tags":
+        own = _get(old_body, "status", "tags")
+        also = f"; the key's own tags are {_show(own or {})}, and declaring exactly those is allowed"
+        return Problem(
+            "spec.tags",
+            f"cannot change once the KMS key exists ({change}): the seed (Terraform's alicloud_kms_key) "
+            "makes tags ForceNew, a new key for new tags" + (also if own is not None else ""),
+        )
+    return Problem(
+        f"spec.{field}",
+        f"cannot change once the KMS key exists ({change}): KMS cannot change it on a key in place",
+    )
 
 
 # --- shapes -------------------------------------------------------------------------------------------------
@@ -316,15 +412,26 @@ def _policy(spec: model.KmsKeySpec, errors: list[Problem], warnings: list[str]) 
 def _tags(spec: model.KmsKeySpec, errors: list[Problem], warnings: list[str]) -> None:
     if spec.tags is None:
         return
-    if len(spec.tags) > MAX_TAGS:
-        errors.append(Problem("spec.tags", f"has {len(spec.tags)} tags; KMS allows at most {MAX_TAGS}"))
+    adopted = spec.adopts_existing_key
+    budget = claims.user_tag_budget(adopted=adopted)
+    if len(spec.tags) > budget:
+        taken = claims.operator_tag_count(adopted=adopted)
+        which = "an adopted key's claim" if adopted else "the claim"
+        errors.append(
+            Problem(
+                "spec.tags",
+                f"has {len(spec.tags)} tags, but a KMS key holds at most {MAX_TAGS} and {which} takes "
+                f"{taken} of them (the operator's {names.OPERATOR_TAG_PREFIX}* tags): {MAX_TAGS} - {taken} = "
+                f"{budget} at most are yours; remove {len(spec.tags) - budget}",
+            )
+        )
     for key, value in sorted(spec.tags.items()):
-        if key == names.OWNER_TAG_KEY:
+        if normalize.is_operator_tag(key):
             errors.append(
                 Problem(
                     f"spec.tags[{key}]",
-                    "is reserved: the operator tags each key it creates with the KmsKey's UID under this "
-                    "key; remove it",
+                    f"tag keys under {names.OPERATOR_TAG_PREFIX} are reserved for the operator's claim on "
+                    "the key (which KmsKey manages it); rename it",
                 )
             )
         elif key.lower().startswith(names.RESERVED_TAG_PREFIXES):
@@ -393,8 +500,69 @@ def _deletion_and_management(spec: model.KmsKeySpec, errors: list[Problem], warn
             )
 
 
+def _region(spec: model.KmsKeySpec, errors: list[Problem], warnings: list[str]) -> None:
+    if spec.region_id is not None and not REGION_ID.match(spec.region_id):
+        errors.append(
+            Problem(
+                "spec.regionId",
+                f"{_show(spec.region_id)} is not a region ID; use one such as cn-hangzhou or ap-southeast-1 "
+                "(lowercase words joined by hyphens), or leave it unset for the operator's region",
+            )
+        )
+
+
+def _tenancy(spec: model.KmsKeySpec, scope: Scope, errors: list[Problem]) -> None:
+    """The cluster's tenancy settings (see the README's "Tenancy"): adoption, its deletion, regions."""
+    manages = spec.management_policy is model.ManagementPolicy.MANAGE
+    if spec.adopts_existing_key and not scope.may_adopt:
+        errors.append(
+            Problem(
+                "spec.keyId",
+                f"KmsKeys in namespace {scope.namespace} may not adopt existing KMS keys: the cluster's "
+                "tenancy setting (chart value tenancy.adoption.namespaces, KMSKEY_ADOPTION_NAMESPACES) does "
+                f"not list {scope.namespace}; remove spec.keyId to have a new key created, or ask the "
+                f"cluster admin to allow adoption in {scope.namespace}",
+            )
+        )
+    elif (
+        spec.adopts_existing_key
+        and manages
+        and spec.deletion_policy is model.DeletionPolicy.DELETE
+        and not scope.may_delete_adopted
+        and not scope.created_its_key
+    ):
+        errors.append(
+            Problem(
+                "spec.deletionPolicy",
+                "Delete is not allowed for a KmsKey that adopts its key (spec.keyId): in this cluster an "
+                "adopted key is kept when its KmsKey is deleted (chart value tenancy.adoption.allowDelete, "
+                "KMSKEY_ADOPTED_KEY_DELETION); use deletionPolicy: Retain",
+            )
+        )
+    if scope.served_regions is not None and spec.region_id and spec.region_id not in scope.served_regions:
+        served = ", ".join(scope.served_regions)
+        errors.append(
+            Problem(
+                "spec.regionId",
+                f"{spec.region_id} cannot be reached: the operator's KMS endpoint is pinned "
+                f"(KMS_ENDPOINT={scope.endpoint}), and that endpoint serves {served} only; remove "
+                f"spec.regionId or set it to {served}, or ask the cluster admin to unpin the endpoint "
+                "(chart value kms.endpoint) so each region gets its own",
+            )
+        )
+
+
 _ATTRS = {f: re.sub(r"(?<!^)(?=[A-Z])", "_", f).lower() for f in model.SPEC_FIELDS}
-_RULES = (_not_a_key, _status, _spec_and_usage, _rotation, _policy, _tags, _deletion_and_management)
+_RULES = (
+    _not_a_key,
+    _status,
+    _spec_and_usage,
+    _rotation,
+    _policy,
+    _tags,
+    _region,
+    _deletion_and_management,
+)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -409,14 +577,17 @@ def _get(body: Mapping[str, Any], *path: str) -> Any:
     return value
 
 
-def _same_identity(old_body: Mapping[str, Any], field: str, old: Any, new: Any) -> bool:
+def _same_as_key(old_body: Mapping[str, Any], field: str, old: Any, new: Any) -> bool:
     """A change that only writes down what status already says the key has is no change at all.
 
-    Status mirrors keyId, regionId and the ForceNew attributes KMS reports, so declaring `keySpec` on an
-    adopted key, with the value the key has, is allowed; any other value is refused. Tags are not mirrored.
+    Status mirrors the ForceNew attributes KMS reports, so declaring `keySpec` on an adopted key, with the
+    value the key has, is allowed (and so is removing the declaration); any other value is refused. Tags
+    compare with status.tags (the key's user tags): the declared tags, none when unset, must be exactly those.
     """
     observed = _get(old_body, "status", field)
-    if field == "tags" or not observed:
+    if field == "tags":
+        return isinstance(observed, Mapping) and dict(new or {}) == dict(observed)
+    if not observed:
         return False
     return bool((old or observed) == (new or observed))
 

@@ -19,6 +19,7 @@ variables documented on `WebhookSettings.from_env`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import os
@@ -29,8 +30,9 @@ from typing import Any, Literal
 
 import kopf
 
-from kmskey_operator import certs, login, metrics, names, validation
+from kmskey_operator import certs, directory, login, metrics, names, validation
 from kmskey_operator.kube import KubeApi
+from kmskey_operator.settings import Settings
 
 HANDLER_ID = "validate-kmskey"
 WEBHOOK_NAME = f"{HANDLER_ID}.{names.GROUP}"
@@ -67,22 +69,59 @@ async def validate_kmskey(
     operation: str | None = None,
     old: kopf.Body | None = None,
     new: kopf.Body | None = None,
-    **_: Any,
+    memo: Any = None,
+    **kwargs: Any,
 ) -> None:
-    """Refuse invalid specs and ForceNew changes; pass warnings on to kubectl."""
+    """Refuse invalid specs and ForceNew or identity changes; pass warnings on to kubectl.
+
+    The tenancy rules use the operator's settings (kopf's memo carries them; the webhook-only process reads
+    the environment), and the KmsKey indices say whether another KmsKey already names the key.
+    """
     # kopf does not filter by `operations` at request time; a hand-written configuration may send anything.
-    if operation == "CREATE" and new is not None:
-        verdict = validation.validate_spec(new.get("spec"))
-    elif operation == "UPDATE" and old is not None and new is not None:
-        verdict = validation.validate_update(old, new)
-    else:
+    if operation not in ("CREATE", "UPDATE") or new is None or (operation == "UPDATE" and old is None):
         metrics.observe_admission(operation or "", "allowed")
         return
+    settings = _settings(memo)
+    namespace = str(new.get("metadata", {}).get("namespace") or "")
+    status = old.get("status") if old is not None else None
+    scope = validation.Scope.of(settings, namespace, status)
+    if operation == "CREATE":
+        verdict = validation.validate_spec(new.get("spec"), scope)
+    else:
+        assert old is not None
+        verdict = validation.validate_update(old, new, scope)
     warnings.extend(verdict.warnings)
+    warnings.extend(_shared_key_warnings(new, directory.Directory.from_kwargs(kwargs)))
     if not verdict.allowed:
         metrics.observe_admission(operation, "denied")
         raise kopf.AdmissionError(verdict.summary(), code=422)
     metrics.observe_admission(operation, "warned" if verdict.warnings else "allowed")
+
+
+def _shared_key_warnings(new: Mapping[str, Any], known: directory.Directory) -> list[str]:
+    """A warning when another KmsKey of this cluster already names the key this one adopts."""
+    key_id = (new.get("spec") or {}).get("keyId")
+    if not isinstance(key_id, str) or not key_id:
+        return []
+    uid = str(new.get("metadata", {}).get("uid") or "")
+    others = known.others_naming(key_id, uid)
+    if not others:
+        return []
+    who = ", ".join(e.ref for e in others[:3]) + (" and others" if len(others) > 3 else "")
+    return [
+        f"spec.keyId: KMS key {key_id} is already named by KmsKey {who}; a key has one owner, so this "
+        "KmsKey reports KeyClaimed and writes nothing while another holds the key's claim"
+    ]
+
+
+@functools.cache
+def _settings_from_env() -> Settings:
+    return Settings.from_env()
+
+
+def _settings(memo: Any) -> Settings:
+    settings = memo.get("settings") if hasattr(memo, "get") else getattr(memo, "settings", None)
+    return settings if isinstance(settings, Settings) else _settings_from_env()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +308,8 @@ def main() -> None:
     webhook = WebhookSettings.from_env()
     api = KubeApi(relogin=login.connection)
     login.register(kopf.get_default_registry(), on_login=api.use)
+    tenancy = Settings.from_env()  # the tenancy rules and the regions served, as the operator has them
+    directory.register()  # the KmsKey indices behind the "already named by another KmsKey" warning
 
     @kopf.on.startup()
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -276,7 +317,7 @@ def main() -> None:
         configure_admission(settings, webhook, api)
 
     kopf.configure(verbose=False)
-    kopf.run(standalone=True, clusterwide=True)
+    kopf.run(standalone=True, clusterwide=True, memo=kopf.Memo(settings=tenancy))
 
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ NEEDED: dict[tuple[str, str], set[str]] = {
     ("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"},
     ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-    ("", "namespaces"): {"list", "watch"},
+    ("", "namespaces"): {"list", "watch", "get"},  # get: kube-system only, the cluster's UID for claims
 }
 RENDERS = {
     "default": [],

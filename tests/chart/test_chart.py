@@ -371,6 +371,9 @@ def test_values_become_the_settings_the_operator_reads() -> None:
         "ha.peerLifetimeSeconds": 30,
         "ha.enabled": True,
         "replicaCount": 2,
+        "tenancy.clusterId": "prod-eu",
+        "tenancy.adoption.namespaces": ["team-a", "platform"],
+        "tenancy.adoption.allowDelete": True,
     }
     env = _plain_env(template(values))
     settings = Settings.from_env(env)
@@ -390,6 +393,9 @@ def test_values_become_the_settings_the_operator_reads() -> None:
     assert settings.peering_name == "kms-kmskey-operator"
     assert settings.peering_lifetime_seconds == 30
     assert settings.peering_priority == 0  # each replica's own: its start time
+    assert settings.cluster_id == "prod-eu"
+    assert settings.adoption_namespaces == ("team-a", "platform")
+    assert settings.adopted_key_deletion
 
 
 def test_default_values_are_the_operator_defaults() -> None:
@@ -418,6 +424,9 @@ def test_default_values_are_the_operator_defaults() -> None:
         "metrics_host",
         "metrics_port",
         "peering_name",
+        "cluster_id",
+        "adoption_namespaces",
+        "adopted_key_deletion",
     ):
         assert getattr(settings, field) == getattr(defaults, field), field
     assert settings.log_format == "json"  # the one deliberate difference: log collectors read JSON
@@ -562,7 +571,10 @@ def test_clusterwide_rbac_is_exactly_what_the_operator_uses() -> None:
         ("", "events", "create"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+        ("", "namespaces", "get"),
     }
+    (identity,) = [r for r in rules(objects, "ClusterRole") if r["resources"] == ["namespaces"]]
+    assert identity["resourceNames"] == ["kube-system"]  # the cluster's UID for claims, nothing else
     assert of_kind(objects, "Role") == []
     binding = one(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
@@ -582,10 +594,13 @@ def test_namespaced_mode_renders_a_role_and_binding_per_watched_namespace() -> N
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
         ("", "namespaces", "list"),
         ("", "namespaces", "watch"),
+        ("", "namespaces", "get"),
     }
     without_scanning = template({**NAMESPACED, "rbac.clusterScanning": False})
-    assert of_kind(without_scanning, "ClusterRole") == []
-    assert of_kind(without_scanning, "ClusterRoleBinding") == []
+    assert granted(one(without_scanning, "ClusterRole")) == {("", "namespaces", "get")}
+    named = template({**NAMESPACED, "rbac.clusterScanning": False, "tenancy.clusterId": "prod-eu"})
+    assert of_kind(named, "ClusterRole") == []
+    assert of_kind(named, "ClusterRoleBinding") == []
 
 
 # -- HA ----------------------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ def test_adopting_a_matching_key_reconciles_mutable_fields_only(
     body = wait_ready(kubectl, namespace, "adopt")
     assert body["status"]["keyId"] == key_id
     assert describe(kms, key_id).description == "new"
-    assert writes_for(emulator, key_id) == ["UpdateKeyDescription"]
+    # The claim comes first (one TagResources), then only the field that differs.
+    assert writes_for(emulator, key_id) == ["TagResources", "UpdateKeyDescription"]
     assert emulator.call_counts().get("CreateKey", 0) == 0
     reasons = kubectl("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}").stdout.split()
     assert "Adopted" in reasons

@@ -89,6 +89,8 @@ def _operator_env() -> dict[str, str]:
         "KMSKEY_WEBHOOK_MANAGED": "kmskey-operator-dev",
         "KMSKEY_WEBHOOK_REMOVE_ON_EXIT": "true",
         "KMSKEY_RESYNC_SECONDS": "60",
+        # One developer, every namespace theirs: examples/adopt-existing-key.yaml works as it is.
+        "KMSKEY_ADOPTION_NAMESPACES": "*",
     }
 
 

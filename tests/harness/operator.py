@@ -59,6 +59,8 @@ class OperatorProcess:
             "KMSKEY_WEBHOOK_LISTEN_HOST": "127.0.0.1",
             "KMSKEY_WEBHOOK_CERT_DIR": str(log_dir / f"{name}-certs"),
             "PYTHONUNBUFFERED": "1",
+            # Tests adopt keys in their own namespaces; tenancy tests set their own policy.
+            "KMSKEY_ADOPTION_NAMESPACES": "*",
             **(extra_env or {}),
         }
         self.name = name

@@ -159,7 +159,7 @@ def test_import_refuses_a_key_another_kmskey_owns(cli: CliRunner, emulator: Emul
     key_id = emulator.backend.create_key(tags={names.OWNER_TAG_KEY: "uid-1"}).key_id
     result = cli("import", key_id)
     assert result.code == 1
-    assert "already managed by the KmsKey with UID uid-1" in result.err
+    assert "already claimed by the KmsKey with UID uid-1" in result.err
 
 
 def test_import_of_a_missing_key_fails(cli: CliRunner) -> None:
@@ -191,7 +191,7 @@ def test_import_all_writes_one_manifest_per_key_and_skips_owned_and_doomed_keys(
     assert result.code == 0, result.err
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == sorted(f"{k}.yaml" for k in importable)
     assert result.err.count("skipped:") == 2
-    assert "already managed" in result.err
+    assert "already claimed" in result.err
     assert "pending deletion" in result.err
     (tmp_path / "keys" / "README.md").write_text("not a manifest\n")
     (tmp_path / "keys" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n")
@@ -329,6 +329,8 @@ def test_text_plan_shows_old_and_new_values_and_numbered_calls(
         "  ~ description: 'before' -> 'after'",
         "  KMS calls, in order:",
         f"    1. UpdateKeyDescription(KeyId='{key_id}', Description='after')",
+        f"  note: applying it, the operator first claims key {key_id} for this KmsKey (TagResources "
+        "kms.alicloud.dev/owner-*), before any other write",
         "",
         "Plan: 0 to create, 1 to update, 0 unchanged, 0 with errors.",
     ]
@@ -394,10 +396,13 @@ def test_plan_of_a_new_manifest_shows_create_key_and_its_follow_ups(
     assert actions(manifest) == ["CreateKey", "DisableKey"]
     create = manifest["calls"][0]["params"]
     assert create["Description"] == "fresh"
-    assert json.loads(create["Tags"]) == [
-        {"TagKey": names.OWNER_TAG_KEY, "TagValue": "<metadata.uid>"},
-        {"TagKey": "team", "TagValue": "a"},
-    ]
+    assert {t["TagKey"]: t["TagValue"] for t in json.loads(create["Tags"])} == {
+        names.OWNER_TAG_KEY: "<metadata.uid>",
+        names.OWNER_CLUSTER_TAG_KEY: "<cluster ID>",
+        names.OWNER_NAMESPACE_TAG_KEY: "prod",
+        names.OWNER_NAME_TAG_KEY: "fresh",
+        "team": "a",
+    }
     assert len(emulator.backend.keys) == before
     text = cli("plan", "-f", "-", stdin=yaml.safe_dump(body)).out
     assert f"would create a new key in {emulator.region_id}" in text
@@ -566,9 +571,14 @@ def test_a_live_resource_without_any_key_would_create_one_tagged_with_its_uid(
 ) -> None:
     plan = _plan_live(_live("uid-never-created", {}))
     assert plan.creates
-    assert json.loads(plan.calls[0].params["Tags"]) == [
-        {"TagKey": names.OWNER_TAG_KEY, "TagValue": "uid-never-created"}
-    ]
+    tags = {t["TagKey"]: t["TagValue"] for t in json.loads(plan.calls[0].params["Tags"])}
+    assert tags[names.OWNER_TAG_KEY] == "uid-never-created"
+    assert set(tags) == {
+        names.OWNER_TAG_KEY,
+        names.OWNER_CLUSTER_TAG_KEY,
+        names.OWNER_NAMESPACE_TAG_KEY,
+        names.OWNER_NAME_TAG_KEY,
+    }
 
 
 def test_a_live_resource_whose_key_lacks_its_ownership_tag_is_an_error(
@@ -577,4 +587,4 @@ def test_a_live_resource_whose_key_lacks_its_ownership_tag_is_an_error(
     key_id = emulator.backend.create_key(description="live").key_id
     plan = _plan_live(_live("uid-1", {"keyId": key_id}))
     assert plan.exit_code == 1
-    assert "ownership tag" in plan.errors[0]
+    assert "is not this resource's (it carries no claim)" in plan.errors[0]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from kmskey_operator import names
+from kmskey_operator import claims, names
 from kmskey_operator.kms.types import KeyMetadata, ObservedKey
 from kmskey_operator.model import parse_spec
 from kmskey_operator.reconcile import plan
 from kmskey_operator.reconcile.diff import diff
 
 UID = "3f1e2d4c-0000-4000-8000-000000000001"
+ME = claims.Claimant("cluster-1", "team-a", "orders", UID)
+CLAIM = claims.claim_tags(ME, adopted=False)
 BASE = KeyMetadata(
     key_id="k1",
     key_state="Enabled",
@@ -28,15 +30,15 @@ BASE = KeyMetadata(
 def observed(tags: dict[str, str] | None = None, policy: str | None = None, **meta: str) -> ObservedKey:
     return ObservedKey(
         metadata=dataclasses.replace(BASE, **meta),
-        tags={names.OWNER_TAG_KEY: UID, **(tags or {})},
+        tags={**CLAIM, **(tags or {})},
         policy=policy,
     )
 
 
-def actions(spec: dict[str, object], key: ObservedKey, owner: str | None = UID) -> list[str]:
+def actions(spec: dict[str, object], key: ObservedKey, *, created: bool = True) -> list[str]:
     parsed = parse_spec(spec)
     return [
-        c.action for c in plan.update_calls(diff(parsed, key, owner_uid=owner), parsed, key, "cn-hangzhou")
+        c.action for c in plan.update_calls(diff(parsed, key, created=created), parsed, key, "cn-hangzhou")
     ]
 
 
@@ -88,14 +90,14 @@ def test_enable_comes_first_and_disable_comes_last() -> None:
 
 def test_rotation_on_a_key_that_stays_disabled_is_blocked_not_attempted() -> None:
     parsed = parse_spec({"status": "Disabled", "enableAutomaticRotation": True, "rotationInterval": "7d"})
-    result = diff(parsed, observed(key_state="Disabled"), owner_uid=UID)
+    result = diff(parsed, observed(key_state="Disabled"), created=True)
     assert [b.field for b in result.blocked] == ["automaticRotation"]
     assert plan.update_calls(result, parsed, observed(key_state="Disabled"), "cn-hangzhou") == []
 
 
 def test_force_new_differences_are_conflicts_and_never_calls() -> None:
     parsed = parse_spec({"keySpec": "RSA_2048", "keyUsage": "SIGN/VERIFY", "origin": "EXTERNAL"})
-    result = diff(parsed, observed(), owner_uid=None)
+    result = diff(parsed, observed(), created=False)
     assert sorted(c.field for c in result.conflicts) == ["keySpec", "keyUsage", "origin"]
     assert plan.update_calls(result, parsed, observed(), "cn-hangzhou") == []
 
@@ -103,7 +105,7 @@ def test_force_new_differences_are_conflicts_and_never_calls() -> None:
 def test_protection_level_is_not_compared_for_instance_keys() -> None:
     key = observed(dkms_instance_id="kst-1", protection_level="HSM")
     assert diff(
-        parse_spec({"dkmsInstanceId": "kst-1", "protectionLevel": "SOFTWARE"}), key, owner_uid=UID
+        parse_spec({"dkmsInstanceId": "kst-1", "protectionLevel": "SOFTWARE"}), key, created=True
     ).in_sync
 
 
@@ -114,7 +116,7 @@ def test_unset_fields_are_not_managed() -> None:
         automatic_rotation="Enabled",
         rotation_interval="604800s",
     )
-    assert actions({}, key, owner=None) == []
+    assert actions({}, key, created=False) == []
 
 
 def test_create_sends_everything_create_key_accepts_in_one_call() -> None:
@@ -129,13 +131,14 @@ def test_create_sends_everything_create_key_accepts_in_one_call() -> None:
             "dkmsInstanceId": "kst-1",
         }
     )
-    call = plan.create_call(spec, UID)
+    call = plan.create_call(spec, CLAIM)
     assert call.action == "CreateKey"
     assert call.params["RotationInterval"] == "604800s"
     assert call.params["DKMSInstanceId"] == "kst-1"
     assert "ProtectionLevel" not in call.params  # ignored by KMS for instance keys
     tags = {t["TagKey"]: t["TagValue"] for t in json.loads(call.params["Tags"])}
-    assert tags == {"a": "b", names.OWNER_TAG_KEY: UID}
+    assert tags == {"a": "b", **CLAIM}
+    assert tags[names.OWNER_TAG_KEY] == UID
 
 
 def test_after_create_only_what_create_key_cannot_do_remains() -> None:
@@ -149,6 +152,6 @@ def test_after_create_only_what_create_key_cannot_do_remains() -> None:
         }
     )
     created = dataclasses.replace(BASE, description="d", deletion_protection="")
-    after = plan.observed_after_create(spec, created, UID)
-    calls = plan.update_calls(diff(spec, after, owner_uid=UID), spec, after, "cn-hangzhou")
+    after = plan.observed_after_create(spec, created, CLAIM)
+    calls = plan.update_calls(diff(spec, after, created=True), spec, after, "cn-hangzhou")
     assert [c.action for c in calls] == ["SetDeletionProtection", "DisableKey"]

@@ -58,7 +58,7 @@ def test_exported_spec_is_valid_and_in_sync_with_the_key(observed: ObservedKey) 
     spec = export.spec_from_observed(observed, region_id="cn-hangzhou")
     verdict = validation.validate_spec(spec)
     assert verdict.allowed, verdict.summary()
-    assert diff(model.parse_spec(spec), observed, owner_uid=None).in_sync
+    assert diff(model.parse_spec(spec), observed, created=False).in_sync
 
 
 def test_exported_spec_adopts_the_key_and_retains_it_on_deletion() -> None:

@@ -124,3 +124,48 @@ def test_the_kms_connection_count_is_at_least_one() -> None:
     assert Settings.from_env({"KMSKEY_KMS_MAX_CONNECTIONS": "4"}).kms_max_connections == 4
     with pytest.raises(SettingsError, match="KMSKEY_KMS_MAX_CONNECTIONS"):
         Settings.from_env({"KMSKEY_KMS_MAX_CONNECTIONS": "0"})
+
+
+# --- tenancy ------------------------------------------------------------------------------------------------
+
+
+def test_tenancy_defaults_are_the_multi_team_ones_no_adoption_and_adopted_keys_kept() -> None:
+    settings = Settings.from_env({})
+    assert settings.cluster_id == ""
+    assert not settings.may_adopt("team-a")
+    assert not settings.adopted_key_deletion
+
+
+def test_adoption_is_allowed_per_namespace_or_everywhere_with_a_star() -> None:
+    listed = Settings.from_env({"KMSKEY_ADOPTION_NAMESPACES": "team-a, platform"})
+    assert listed.may_adopt("team-a")
+    assert listed.may_adopt("platform")
+    assert not listed.may_adopt("team-b")
+    assert Settings.from_env({"KMSKEY_ADOPTION_NAMESPACES": "*"}).may_adopt("anything")
+    assert Settings.from_env({"KMSKEY_ADOPTED_KEY_DELETION": "true"}).adopted_key_deletion
+
+
+def test_a_pinned_endpoint_serves_one_region_any_other_endpoint_serves_all() -> None:
+    assert Settings.from_env({}).served_regions() is None
+    pinned = Settings.from_env({"KMS_ENDPOINT": "127.0.0.1:8080", "ALIBABA_CLOUD_REGION_ID": "cn-beijing"})
+    assert pinned.served_regions() == ("cn-beijing",)
+    named = Settings.from_env({"KMS_ENDPOINT": "kms-vpc.ap-southeast-1.aliyuncs.com"})
+    assert named.served_regions() == ("ap-southeast-1",)
+    assert Settings.from_env({"KMS_ENDPOINT": "kms.eu-central-1.aliyuncs.com:443"}).served_regions() == (
+        "eu-central-1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"KMSKEY_CLUSTER_ID": "prod cluster"}, "KMSKEY_CLUSTER_ID"),
+        ({"KMSKEY_CLUSTER_ID": "x" * 129}, "KMSKEY_CLUSTER_ID"),
+        ({"ALIBABA_CLOUD_REGION_ID": "not a region!"}, "ALIBABA_CLOUD_REGION_ID"),
+    ],
+)
+def test_a_cluster_id_or_region_that_cannot_be_a_tag_or_region_is_refused(
+    env: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)

@@ -409,9 +409,18 @@ def test_policy_name_other_than_default_is_refused() -> None:
 # --- tags ---------------------------------------------------------------------------------------------------
 
 
-def test_up_to_20_tags_are_valid_and_21_are_refused() -> None:
-    assert validate_spec({"tags": {f"k{i}": "v" for i in range(20)}}).allowed
-    assert "at most 20" in only_error({"tags": {f"k{i}": "v" for i in range(21)}}, "spec.tags")
+def test_user_tags_are_counted_against_the_twenty_a_key_holds_with_the_claims_share_shown() -> None:
+    assert validate_spec({"tags": {f"k{i}": "v" for i in range(16)}}).allowed
+    message = only_error({"tags": {f"k{i}": "v" for i in range(17)}}, "spec.tags")
+    assert "has 17 tags" in message
+    assert "20 - 4 = 16" in message
+    assert "remove 1" in message
+
+
+def test_an_adopting_kmskey_gets_one_tag_less_because_its_claim_marks_the_key_adopted() -> None:
+    assert validate_spec({"keyId": "k", "tags": {f"k{i}": "v" for i in range(15)}}).allowed
+    message = only_error({"keyId": "k", "tags": {f"k{i}": "v" for i in range(16)}}, "spec.tags")
+    assert "20 - 5 = 15" in message
 
 
 @pytest.mark.parametrize("key", ["aliyun", "aliyun:x", "Aliyun-team", "acs:rm:rgId", "ACS:x"])
@@ -419,10 +428,12 @@ def test_tag_keys_reserved_by_kms_are_refused(key: str) -> None:
     assert "reserved by KMS" in only_error({"tags": {key: "v"}}, f"spec.tags[{key}]")
 
 
-def test_the_operator_ownership_tag_is_refused() -> None:
-    message = only_error({"tags": {names.OWNER_TAG_KEY: "uid"}}, f"spec.tags[{names.OWNER_TAG_KEY}]")
-    assert "reserved" in message
-    assert "UID" in message
+@pytest.mark.parametrize(
+    "key", [names.OWNER_TAG_KEY, names.OWNER_CLUSTER_TAG_KEY, names.ADOPTED_TAG_KEY, "KMS.alicloud.dev/x"]
+)
+def test_every_tag_under_the_operators_prefix_is_refused(key: str) -> None:
+    message = only_error({"tags": {key: "uid"}}, f"spec.tags[{key}]")
+    assert "reserved for the operator's claim" in message
 
 
 @pytest.mark.parametrize("key", ["", "a" * 129, "has space", "ключ", "a#b"])
@@ -508,11 +519,10 @@ def test_every_error_names_a_spec_field_and_the_summary_lists_all() -> None:
 # --- key_exists and immutable_changes ----------------------------------------------------------------------
 
 
-def test_a_key_exists_once_status_has_an_id_or_the_spec_adopts_one() -> None:
-    assert validation.key_exists(body({}, key_id="key-1"))
-    assert validation.key_exists(body({"keyId": "key-2"}, key_id=None))
-    assert not validation.key_exists(body({}, key_id=None))
-    assert not validation.key_exists({})
+def test_a_key_is_recorded_once_status_has_an_id_whatever_the_spec_adopts() -> None:
+    assert validation.key_recorded(body({}, key_id="key-1")) == "key-1"
+    assert validation.key_recorded(body({"keyId": "key-2"}, key_id=None)) is None
+    assert validation.key_recorded({}) is None
 
 
 def test_immutable_changes_lists_added_removed_and_changed_fields() -> None:
@@ -539,13 +549,9 @@ def test_immutable_changes_lists_added_removed_and_changed_fields() -> None:
         ("protectionLevel", "SOFTWARE", "HSM"),
         ("tags", {"a": "1"}, {"a": "1", "b": "2"}),
         ("tags", {"a": "1"}, None),
-        ("regionId", "cn-hangzhou", "cn-shanghai"),
-        ("keyId", None, "key-other"),
     ],
 )
-def test_changing_a_force_new_or_identity_field_of_an_existing_key_is_refused(
-    field: str, old: Any, new: Any
-) -> None:
+def test_changing_a_force_new_field_of_an_existing_key_is_refused(field: str, old: Any, new: Any) -> None:
     old_spec = {field: old} if old is not None else {}
     new_spec = {field: new} if new is not None else {}
     verdict = validate_update(body(old_spec), body(new_spec))
@@ -558,6 +564,51 @@ def test_changing_a_force_new_or_identity_field_of_an_existing_key_is_refused(
     assert "(unset)" in summary or (old is not None and new is not None)
 
 
+def test_a_refused_tags_change_names_the_seed_not_kms_and_the_keys_own_tags() -> None:
+    old = body({"keyId": "key-1"})
+    old["status"]["tags"] = {"team": "a"}
+    message = validate_update(old, body({"keyId": "key-1", "tags": {"team": "b"}})).summary()
+    assert "the seed (Terraform's alicloud_kms_key) makes tags ForceNew" in message
+    assert "KMS cannot change" not in message
+    assert '{"team":"a"}, and declaring exactly those is allowed' in message
+
+
+def test_declaring_on_an_adopted_key_the_tags_it_already_has_is_allowed() -> None:
+    old = body({"keyId": "key-1"})
+    old["status"]["tags"] = {"team": "a"}
+    assert validate_update(old, body({"keyId": "key-1", "tags": {"team": "a"}})).allowed
+    old["status"]["tags"] = {}
+    assert validate_update(old, body({"keyId": "key-1", "tags": {}})).allowed
+
+
+@pytest.mark.parametrize(
+    ("field", "old", "new", "says"),
+    [
+        ("regionId", "cn-hangzhou", "cn-shanghai", "cannot change once the operator has recorded"),
+        ("regionId", "cn-hangzhou", None, "cannot change once the operator has recorded"),
+        ("regionId", None, "cn-shanghai", "may only name this KmsKey's key's region (cn-hangzhou"),
+        ("keyId", "key-1", "key-other", "cannot change once the operator has recorded"),
+        ("keyId", "key-1", None, "cannot change once the operator has recorded"),
+        ("keyId", None, "key-other", "may only name this KmsKey's key (key-1"),
+    ],
+)
+def test_identity_cannot_change_or_be_removed_once_a_key_is_recorded(
+    field: str, old: Any, new: Any, says: str
+) -> None:
+    old_spec = {field: old} if old is not None else {}
+    new_spec = {field: new} if new is not None else {}
+    verdict = validate_update(body(old_spec), body(new_spec))
+    assert [p.field for p in verdict.errors] == [f"spec.{field}"]
+    assert says in verdict.summary()
+    assert "create a new KmsKey" in verdict.summary()
+
+
+def test_a_mistyped_key_id_that_was_never_found_may_be_corrected_in_place() -> None:
+    old = body({"keyId": "key-typo"}, key_id=None)
+    assert validate_update(old, body({"keyId": "key-right"}, key_id=None)).allowed
+    assert validate_update(old, body({}, key_id=None)).allowed
+
+
 def test_the_refusal_names_every_changed_field_with_old_and_new_values() -> None:
     old = body({"keySpec": "Aliyun_AES_256", "origin": "Aliyun_KMS", "tags": {"a": "1"}, "description": "x"})
     new = body({"keySpec": "RSA_2048", "origin": "EXTERNAL", "tags": {"a": "2"}, "description": "y"})
@@ -568,10 +619,10 @@ def test_the_refusal_names_every_changed_field_with_old_and_new_values() -> None
     assert "description" not in summary
 
 
-def test_an_adopted_key_counts_as_existing_before_the_operator_saw_it() -> None:
+def test_an_adopted_key_never_recorded_may_still_have_its_force_new_fields_corrected() -> None:
     old = body({"keyId": "key-9", "keySpec": "Aliyun_AES_256"}, key_id=None)
     new = body({"keyId": "key-9", "keySpec": "RSA_2048"}, key_id=None)
-    assert [p.field for p in validate_update(old, new).errors] == ["spec.keySpec"]
+    assert validate_update(old, new).allowed
 
 
 def test_before_the_key_exists_every_field_may_change() -> None:
@@ -633,10 +684,21 @@ def test_a_metadata_only_update_passes_even_when_the_stored_spec_breaks_rules() 
     assert validate_update(old, new) == validation.ALLOWED
 
 
-def test_an_object_being_deleted_always_passes_even_with_a_spec_change() -> None:
+def test_an_object_being_deleted_passes_a_spec_change_that_keeps_its_identity() -> None:
     old = body({"keySpec": "Aliyun_AES_256"}, finalizers=[names.FINALIZER])
     new = body({"keySpec": "RSA_2048"}, deletionTimestamp="2026-01-01T00:00:00Z", finalizers=[])
     assert validate_update(old, new) == validation.ALLOWED
+
+
+def test_a_deletion_cannot_be_pointed_at_another_key() -> None:
+    """#14 scenario 4: a blocked Delete, patched to another key while being deleted, is refused."""
+    old = body({"deletionPolicy": "Delete", "pendingWindowInDays": 7}, finalizers=[names.FINALIZER])
+    new = body(
+        {"deletionPolicy": "Delete", "pendingWindowInDays": 7, "keyId": "key-unrelated"},
+        deletionTimestamp="2026-01-01T00:00:00Z",
+    )
+    verdict = validate_update(old, new)
+    assert [p.field for p in verdict.errors] == ["spec.keyId"]
 
 
 # --- property: no ForceNew change ever gets through once the key exists ------------------------------------
@@ -667,15 +729,21 @@ def test_random_edits_never_let_a_force_new_or_identity_change_through(
     old_spec: dict[str, Any], new_spec: dict[str, Any], status_key: str | None
 ) -> None:
     old, new = body(old_spec, key_id=status_key), body(new_spec, key_id=status_key)
-    verdict = validate_update(old, new)
-    if not (verdict.allowed and validation.key_exists(old)):
-        return
-    for field in model.FORCE_NEW_FIELDS:
-        assert old_spec.get(field) == new_spec.get(field), field
-    status = old.get("status") or {}
-    for field in model.IDENTITY_FIELDS:
-        observed = status.get(field)
-        assert (old_spec.get(field) or observed) == (new_spec.get(field) or observed), field
+    for deleting in (False, True):
+        if deleting:
+            new["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        verdict = validate_update(old, new)
+        if not (verdict.allowed and validation.key_recorded(old)):
+            continue
+        if not deleting:
+            for field in model.FORCE_NEW_FIELDS:
+                assert old_spec.get(field) == new_spec.get(field), field
+        status = old.get("status") or {}
+        for field in model.IDENTITY_FIELDS:
+            if field in old_spec:
+                assert new_spec.get(field) == old_spec[field], field
+            else:
+                assert new_spec.get(field) in (None, status.get(field)), field
 
 
 @settings(max_examples=200, deadline=None)
@@ -695,12 +763,14 @@ def test_metadata_only_updates_always_pass(
 
 @settings(max_examples=200, deadline=None)
 @given(old_spec=specs, new_spec=specs, status_key=st.sampled_from([None, "key-1"]))
-def test_updates_of_objects_being_deleted_always_pass(
+def test_updates_of_objects_being_deleted_pass_unless_they_change_identity(
     old_spec: dict[str, Any], new_spec: dict[str, Any], status_key: str | None
 ) -> None:
     old = body(old_spec, key_id=status_key)
     new = body(new_spec, key_id=status_key, deletionTimestamp="2026-01-01T00:00:00Z")
-    assert validate_update(old, new) == validation.ALLOWED
+    verdict = validate_update(old, new)
+    assert {p.field for p in verdict.errors} <= {"spec.keyId", "spec.regionId"}
+    assert verdict.allowed == (validation.identity_problems(old, new_spec) == [])
 
 
 def test_declaring_a_force_new_field_with_the_value_the_key_has_is_allowed() -> None:
@@ -712,3 +782,66 @@ def test_declaring_a_force_new_field_with_the_value_the_key_has_is_allowed() -> 
     refused = validation.validate_update(old, other)
     assert not refused.allowed
     assert "spec.keySpec" in refused.summary()
+
+
+# --- regionId and the tenancy scope -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", ["not a region!", "CN-HANGZHOU", "cn", "cn_hangzhou", "-cn-x", ""])
+def test_a_region_id_of_the_wrong_shape_is_refused(region: str) -> None:
+    message = only_error({"regionId": region}, "spec.regionId")
+    assert "is not a region ID" in message
+    assert "cn-hangzhou" in message
+
+
+@pytest.mark.parametrize("region", ["cn-hangzhou", "ap-southeast-1", "cn-shanghai-finance-1", "us-east-1"])
+def test_real_region_ids_are_valid(region: str) -> None:
+    assert validate_spec({"regionId": region}).allowed
+
+
+def scope(**env: str) -> validation.Scope:
+    from kmskey_operator.settings import Settings
+
+    return validation.Scope.of(Settings.from_env(env), "team-a")
+
+
+def test_a_pinned_endpoint_refuses_another_region_saying_which_it_serves() -> None:
+    pinned = scope(KMS_ENDPOINT="127.0.0.1:8080", ALIBABA_CLOUD_REGION_ID="cn-hangzhou")
+    assert validate_spec({"regionId": "cn-hangzhou"}, pinned).allowed
+    verdict = validate_spec({"regionId": "cn-shanghai"}, pinned)
+    (problem,) = verdict.errors
+    assert problem.field == "spec.regionId"
+    assert "KMS_ENDPOINT=127.0.0.1:8080" in problem.message
+    assert "serves cn-hangzhou only" in problem.message
+    assert validate_spec({"regionId": "cn-shanghai"}, scope()).allowed  # one endpoint per region
+
+
+def test_adoption_is_refused_in_a_namespace_the_cluster_does_not_let_adopt() -> None:
+    verdict = validate_spec({"keyId": "key-1"}, scope())
+    (problem,) = verdict.errors
+    assert problem.field == "spec.keyId"
+    assert "namespace team-a may not adopt" in problem.message
+    assert "tenancy.adoption.namespaces" in problem.message
+    assert validate_spec({"keyId": "key-1"}, scope(KMSKEY_ADOPTION_NAMESPACES="team-a")).allowed
+    assert validate_spec({"description": "new key"}, scope()).allowed
+
+
+def test_delete_on_an_adopted_key_is_refused_unless_the_cluster_allows_it() -> None:
+    spec = {"keyId": "key-1", "deletionPolicy": "Delete", "pendingWindowInDays": 7}
+    adopting = scope(KMSKEY_ADOPTION_NAMESPACES="*")
+    (problem,) = validate_spec(spec, adopting).errors
+    assert problem.field == "spec.deletionPolicy"
+    assert "tenancy.adoption.allowDelete" in problem.message
+    allowed = scope(KMSKEY_ADOPTION_NAMESPACES="*", KMSKEY_ADOPTED_KEY_DELETION="true")
+    assert validate_spec(spec, allowed).allowed
+    observed = {**spec, "managementPolicy": "Observe"}
+    assert validate_spec(observed, adopting).allowed  # Observe never deletes: only a warning
+
+
+def test_delete_stays_allowed_for_a_created_key_whose_spec_wrote_its_key_id_down() -> None:
+    from kmskey_operator.settings import Settings
+
+    settings = Settings.from_env({"KMSKEY_ADOPTION_NAMESPACES": "*"})
+    own = validation.Scope.of(settings, "team-a", {"keyId": "key-1", "ownership": "Created"})
+    spec = {"keyId": "key-1", "deletionPolicy": "Delete", "pendingWindowInDays": 7}
+    assert validate_spec(spec, own).allowed

@@ -3,7 +3,9 @@
 Only fields the user declared are compared (an unset field means "leave KMS's value alone"). The
 seed's ForceNew fields are never changed: a difference is a `Conflict` for the user to resolve. Tags
 are ForceNew in the spec (admission refuses edits), but KMS can rewrite them, so tags changed outside
-Kubernetes are put back as ordinary changes.
+Kubernetes are put back as ordinary changes. Only the user's tags are compared: KMS's reserved ones and the
+operator's own (the claim, `kms.alicloud.dev/*`) are invisible here, so no spec, in any mode, can remove or
+rewrite a claim; claims.py alone writes those.
 """
 
 from __future__ import annotations
@@ -70,23 +72,24 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def desired_tags(spec: KmsKeySpec, owner_uid: str | None) -> dict[str, str] | None:
-    """Tags the key must carry, or None when tags are not managed (an adopted key without spec.tags)."""
-    if spec.tags is None and owner_uid is None:
+def desired_tags(spec: KmsKeySpec, *, created: bool) -> dict[str, str] | None:
+    """The user tags the key must carry, or None when they are not managed.
+
+    A key this resource created carries exactly the declared tags (none when spec.tags is unset); on an
+    adopted key an unset spec.tags leaves the key's tags alone.
+    """
+    if spec.tags is None and not created:
         return None
-    tags = dict(spec.tags or {})
-    if owner_uid is not None:
-        tags[names.OWNER_TAG_KEY] = owner_uid
-    return tags
+    return dict(spec.tags or {})
 
 
 def observed_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    """The key's tags without KMS's reserved ones (those are neither compared nor written)."""
-    return {k: v for k, v in tags.items() if not normalize.is_reserved_tag(k)}
+    """The key's user tags: without KMS's reserved ones and the operator's claim (never compared)."""
+    return normalize.user_tags(tags)
 
 
-def diff(spec: KmsKeySpec, observed: ObservedKey, *, owner_uid: str | None) -> Diff:
-    """Field-by-field difference. `owner_uid` is set for keys this operator created (ownership tag)."""
+def diff(spec: KmsKeySpec, observed: ObservedKey, *, created: bool) -> Diff:
+    """Field-by-field difference. `created`: the key was created by this resource (not adopted)."""
     meta = observed.metadata
     changes: list[FieldChange] = []
     conflicts: list[Conflict] = []
@@ -168,7 +171,7 @@ def diff(spec: KmsKeySpec, observed: ObservedKey, *, owner_uid: str | None) -> D
     if spec.policy is not None and not normalize.policies_equal(spec.policy, observed.policy):
         changes.append(FieldChange("policy", observed.policy, spec.policy))
 
-    wanted_tags = desired_tags(spec, owner_uid)
+    wanted_tags = desired_tags(spec, created=created)
     if wanted_tags is not None:
         actual_tags = observed_tags(observed.tags)
         if wanted_tags != actual_tags:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from kmskey_operator import model, names, normalize
+from kmskey_operator import model, normalize
 from kmskey_operator.kms.types import KeyMetadata, KmsCall, ObservedKey
 from kmskey_operator.model import KmsKeySpec
 from kmskey_operator.reconcile.diff import Diff
@@ -30,8 +31,8 @@ FIELD_ACTIONS: dict[str, str] = {
 }
 
 
-def create_call(spec: KmsKeySpec, owner_uid: str) -> KmsCall:
-    """CreateKey with everything CreateKey accepts, including the ownership tag."""
+def create_call(spec: KmsKeySpec, claim: Mapping[str, str]) -> KmsCall:
+    """CreateKey with everything CreateKey accepts, including the claim's tags (claims.claim_tags)."""
     key_spec = spec.key_spec or model.DEFAULT_KEY_SPEC
     params: dict[str, Any] = {
         "KeySpec": key_spec,
@@ -51,19 +52,19 @@ def create_call(spec: KmsKeySpec, owner_uid: str) -> KmsCall:
             params["RotationInterval"] = normalize.format_interval(seconds)
     if spec.policy is not None:
         params["Policy"] = spec.policy
-    tags = {**(spec.tags or {}), names.OWNER_TAG_KEY: owner_uid}
+    tags = {**(spec.tags or {}), **claim}
     params["Tags"] = json.dumps([{"TagKey": k, "TagValue": v} for k, v in sorted(tags.items())])
     return KmsCall("CreateKey", params)
 
 
-def observed_after_create(spec: KmsKeySpec, created: KeyMetadata, owner_uid: str) -> ObservedKey:
+def observed_after_create(spec: KmsKeySpec, created: KeyMetadata, claim: Mapping[str, str]) -> ObservedKey:
     """What the key looks like right after CreateKey, without reading it back.
 
     CreateKey's metadata lacks DeletionProtection (a new key has it off), and the policy and tags are
     exactly what was sent, so the follow-up diff needs no extra reads.
     """
     metadata = dataclasses.replace(created, deletion_protection=created.deletion_protection or "Disabled")
-    tags = {**(spec.tags or {}), names.OWNER_TAG_KEY: owner_uid}
+    tags = {**(spec.tags or {}), **claim}
     return ObservedKey(metadata=metadata, tags=tags, policy=spec.policy)
 
 
@@ -126,8 +127,9 @@ def update_calls(diff: Diff, spec: KmsKeySpec, observed: ObservedKey, region_id:
     if tags is not None:
         old: dict[str, str] = dict(tags.old or {})
         new: dict[str, str] = dict(tags.new or {})
-        removed = sorted(k for k in old if k not in new)
-        added = {k: v for k, v in sorted(new.items()) if old.get(k) != v}
+        # The diff never sees the operator's tags; filtering again keeps a claim safe from any diff.
+        removed = sorted(k for k in old if k not in new and not normalize.is_operator_tag(k))
+        added = {k: v for k, v in sorted(new.items()) if old.get(k) != v and not normalize.is_operator_tag(k)}
         base = {"RegionId": region_id, "ResourceType": "key", "ResourceId": [key_id]}
         if removed:
             calls.append(KmsCall("UntagResources", {**base, "TagKey": removed}))
@@ -138,6 +140,19 @@ def update_calls(diff: Diff, spec: KmsKeySpec, observed: ObservedKey, region_id:
     if status is not None and status.new == "Disabled":
         calls.append(KmsCall("DisableKey", {"KeyId": key_id}))
     return calls
+
+
+def claim_call(key_id: str, region_id: str, claim: Mapping[str, str]) -> KmsCall:
+    """TagResources writing a claim (claims.claim_tags): an adopted key's first write."""
+    return KmsCall(
+        "TagResources",
+        {
+            "RegionId": region_id,
+            "ResourceType": "key",
+            "ResourceId": [key_id],
+            "Tag": [{"Key": k, "Value": v} for k, v in sorted(claim.items())],
+        },
+    )
 
 
 def deletion_calls(key_id: str, window_days: int, *, turn_off_protection: bool) -> list[KmsCall]:

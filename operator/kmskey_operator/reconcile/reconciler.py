@@ -1,29 +1,36 @@
 """One reconcile of one KmsKey: find or create the key, observe, diff, plan, apply, report.
 
 Guarantees kept here:
-- never a duplicate key: before any CreateKey the ownership tag (the resource UID) is looked up;
-- never a write to a key the operator neither created (ownership tag) nor adopted (spec.keyId);
+- never a duplicate key: before any CreateKey the claim (the resource UID) is looked up;
+- never a write to a key that does not carry this resource's claim (claims.py), except the one write that
+  claims an unclaimed key being adopted (or takes over a stale claim, when the resource opts in), and that
+  write comes first, under the key's lock; a key claimed by another KmsKey gets no write at all;
+- status is not trusted: a status.keyId without this resource's claim is re-resolved through the claim;
 - never a write while paused or in Observe mode, and never a recreate of a key removed outside;
 - every KMS refusal becomes a condition and an event carrying its code and request ID.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import datetime
 import logging
 import random
-from collections.abc import Sequence
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from kmskey_operator import conditions, names, validation
+from kmskey_operator import claims, conditions, names, validation
 from kmskey_operator.conditions import FALSE, TRUE, Condition
 from kmskey_operator.kms.errors import ErrorKind, KmsError
 from kmskey_operator.kms.gateway import KmsGateway
-from kmskey_operator.kms.types import KeyMetadata
+from kmskey_operator.kms.types import KeyMetadata, KmsCall, ObservedKey
 from kmskey_operator.model import KmsKeySpec, ManagementPolicy, SpecError, parse_spec
 from kmskey_operator.reconcile import plan
 from kmskey_operator.reconcile.apply import apply
-from kmskey_operator.reconcile.diff import Diff, diff
+from kmskey_operator.reconcile.diff import Diff, diff, observed_tags
 from kmskey_operator.reconcile.observe import observe
 from kmskey_operator.reconcile.resource import Event, Outcome, Resource
 from kmskey_operator.settings import Settings
@@ -70,10 +77,46 @@ def status_from_metadata(meta: KeyMetadata, region_id: str) -> dict[str, Any]:
     return status
 
 
+@dataclasses.dataclass(frozen=True)
+class _Pass:
+    """What one reconcile of one resource knows before it reads KMS."""
+
+    resource: Resource
+    spec: KmsKeySpec
+    region: str
+    me: claims.Claimant
+    paused: bool
+    observe_only: bool
+    take_over: str | None
+    attempt: int
+
+
 class Reconciler:
-    def __init__(self, gateway: KmsGateway, settings: Settings) -> None:
+    def __init__(
+        self, gateway: KmsGateway, settings: Settings, *, liveness: claims.Liveness | None = None
+    ) -> None:
         self.gateway = gateway
         self.settings = settings
+        self.liveness: claims.Liveness = liveness or claims.Unknown()
+        # One lock per KMS key: a claim is checked, written and relied on with no other reconcile of this
+        # process in between (KMS has no conditional tagging; the active replica is the only writer).
+        self._key_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def claimant(self, resource: Resource) -> claims.Claimant:
+        return claims.Claimant(self.settings.cluster_id, resource.namespace, resource.name, resource.uid)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, region: str, *key_ids: str) -> AsyncIterator[None]:
+        """Hold the locks of `key_ids` (an alias and the key's real ID), always taken in that order."""
+        async with contextlib.AsyncExitStack() as stack:
+            for key_id in dict.fromkeys(key_ids):
+                lock = self._key_locks.get((region, key_id))
+                if lock is None:
+                    lock = self._key_locks[(region, key_id)] = asyncio.Lock()
+                await stack.enter_async_context(lock)
+            yield
 
     # ----------------------------------------------------------------- reconcile
 
@@ -83,108 +126,256 @@ class Reconciler:
             spec = parse_spec(resource.spec)
         except SpecError as error:
             return report.invalid(str(error))
-        verdict = validation.validate_spec(resource.spec)
+        scope = validation.Scope.of(self.settings, resource.namespace, resource.status)
+        verdict = validation.validate_spec(resource.spec, scope)
         if not verdict.allowed:
             # Admission normally refuses this; it got in while the webhook was down or disabled.
             return report.invalid(verdict.summary())
-
-        region = spec.region_id or self.settings.region_id
-        paused = resource.annotations.get(names.PAUSED_ANNOTATION, "").lower() == "true"
-        observe_only = spec.management_policy is ManagementPolicy.OBSERVE
-        key_id = spec.key_id or resource.status.get("keyId")
-        owner_uid = None if spec.adopts_existing_key else resource.uid
+        step = _Pass(
+            resource=resource,
+            spec=spec,
+            region=spec.region_id or self.settings.region_id,
+            me=self.claimant(resource),
+            paused=resource.annotations.get(names.PAUSED_ANNOTATION, "").lower() == "true",
+            observe_only=spec.management_policy is ManagementPolicy.OBSERVE,
+            take_over=resource.annotations.get(names.TAKE_OVER_ANNOTATION) or None,
+            attempt=attempt,
+        )
+        report.adopting = spec.key_id
+        report.region = step.region
         try:
-            if not key_id:
-                if paused:
-                    return report.paused("the key has not been created yet")
-                recovered = await self.gateway.find_keys_by_tag(region, names.OWNER_TAG_KEY, resource.uid)
-                if recovered:
-                    key_id = sorted(recovered)[0]
-                    if len(recovered) > 1:
-                        report.warn(
-                            names.REASON_RECONCILING,
-                            f"{len(recovered)} KMS keys carry this resource's ownership tag "
-                            f"({', '.join(sorted(recovered))}); using {key_id}",
-                        )
-                else:
-                    return await self._create(report, spec, region, resource.uid, attempt)
-            observed = await observe(self.gateway, region, str(key_id), with_policy=spec.policy is not None)
+            if spec.adopts_existing_key:
+                return await self._adopted(report, step)
+            return await self._created(report, step)
         except KmsError as error:
-            if error.kind is ErrorKind.GONE and key_id:
-                return report.key_gone(str(key_id), region, adopted=spec.adopts_existing_key)
             return report.kms_error(error, attempt)
 
-        report.mirror(observed.metadata, region)
+    async def _created(self, report: _Report, step: _Pass) -> Outcome:
+        """A key this resource creates: the one recorded in status if it carries our claim, else the
+        one the claim lookup finds (a lost status write, or a status pointed elsewhere), else a new one."""
+        recorded = step.resource.status.get("keyId")
+        if recorded:
+            recorded = str(recorded)
+            async with self._locked(step.region, recorded):
+                observed = await self._observe_or_gone(step, recorded)
+                claim = claims.read(observed.tags) if observed is not None else None
+                if observed is not None and claims.is_mine(claim, step.me):
+                    return await self._manage(report, step, observed, claim, created=True)
+            key_id = await self._find_claimed(report, step)
+            if key_id is None:
+                if observed is None:
+                    return report.created_key_gone(recorded, step.region)
+                return report.not_owned(recorded, claim, step.region)
+            what = "does not exist in KMS" if observed is None else "does not carry this resource's claim"
+            report.warn(
+                names.REASON_STATUS_CORRECTED,
+                f"status.keyId named KMS key {recorded}, which {what}; the key that carries this resource's "
+                f"claim is {key_id}: status corrected, {recorded} left alone",
+            )
+        else:
+            if step.paused:
+                return report.paused("the key has not been created yet")
+            key_id = await self._find_claimed(report, step)
+            if key_id is None:
+                return await self._create(report, step)
+            report.event(
+                "Normal",
+                names.REASON_RECOVERED,
+                f"Took KMS key {key_id} instead of creating a key: it already carries this resource's "
+                f"claim ({names.OWNER_TAG_KEY}={step.me.uid}), so an earlier CreateKey succeeded but its key "
+                "ID was never recorded (the operator stopped in between); no second key is created",
+            )
+        async with self._locked(step.region, key_id):
+            observed = await observe(
+                self.gateway, step.region, key_id, with_policy=step.spec.policy is not None
+            )
+            claim = claims.read(observed.tags)
+            if not claims.is_mine(claim, step.me):
+                return report.not_owned(key_id, claim, step.region)
+            return await self._manage(report, step, observed, claim, created=True)
+
+    async def _adopted(self, report: _Report, step: _Pass) -> Outcome:
+        """A key named by spec.keyId: managed only once it carries this resource's claim.
+
+        Observe mode only reads. Manage mode claims an unclaimed key with its first write, and refuses
+        (KeyClaimed, no write at all) a key claimed by another KmsKey unless `claims.judge` allows a
+        take-over of a stale claim.
+        """
+        wanted = str(step.spec.key_id)
+        async with self._locked(step.region, wanted):
+            try:
+                observed = await observe(
+                    self.gateway, step.region, wanted, with_policy=step.spec.policy is not None
+                )
+            except KmsError as error:
+                if error.kind is ErrorKind.GONE:
+                    return report.adopted_key_gone(wanted, step.region)
+                raise
+            key_id = observed.metadata.key_id or wanted
+            if key_id != wanted:  # spec.keyId is an alias or ARN: hold the real key's lock too, and re-read
+                async with self._locked(step.region, key_id):
+                    observed = dataclasses.replace(
+                        observed, tags=await self.gateway.list_key_tags(step.region, key_id)
+                    )
+                    return await self._claim_and_manage(report, step, observed)
+            return await self._claim_and_manage(report, step, observed)
+
+    async def _claim_and_manage(self, report: _Report, step: _Pass, observed: ObservedKey) -> Outcome:
+        key_id = observed.metadata.key_id
+        claim = claims.read(observed.tags)
+        if step.observe_only:
+            return await self._manage(report, step, observed, claim, created=False)
+        judgement = claims.judge(claim, step.me, liveness=self.liveness, take_over=step.take_over)
+        if not judgement.may_claim:
+            return report.key_claimed(judgement.refusal(key_id, step.me))
+        if judgement.standing is claims.Standing.MINE:
+            return await self._manage(report, step, observed, claim, created=False)
+        if observed.metadata.key_state == "PendingDeletion":
+            return report.pending_deletion(observed.metadata)
+        if step.paused:
+            return report.paused(f"claiming KMS key {key_id} (adopted, not claimed yet), then any changes")
+        tags = claims.claim_tags(step.me, adopted=True)
+        await self._write(report, step, [plan.claim_call(key_id, step.region, tags)])
+        if judgement.takes_over and judgement.claim is not None:
+            report.event(
+                "Normal",
+                names.REASON_CLAIM_TAKEN_OVER,
+                f"Took over the claim on KMS key {key_id} from {judgement.claim.describe()}, as the "
+                f"{names.TAKE_OVER_ANNOTATION} annotation asks; this KmsKey now manages the key",
+            )
+        else:
+            report.event(
+                "Normal",
+                names.REASON_CLAIMED,
+                f"Claimed KMS key {key_id} for this KmsKey (tags {names.OPERATOR_TAG_PREFIX}owner-*): no "
+                "other KmsKey can manage it while this one exists",
+            )
+        observed = dataclasses.replace(observed, tags={**observed.tags, **tags})
+        return await self._manage(report, step, observed, claims.read(observed.tags), created=False)
+
+    async def _manage(
+        self,
+        report: _Report,
+        step: _Pass,
+        observed: ObservedKey,
+        claim: claims.Claim | None,
+        *,
+        created: bool,
+    ) -> Outcome:
+        """Observe → diff → plan → apply for a key that is this resource's (or only observed)."""
+        spec, region = step.spec, step.region
         meta = observed.metadata
+        mine = claims.is_mine(claim, step.me)
+        writes_allowed = mine and not step.observe_only and not step.paused
+        if (
+            writes_allowed
+            and claim is not None
+            and meta.key_state != "PendingDeletion"
+            and not claims.is_complete(claim, step.me)
+        ):
+            # A claim from before claims named cluster and name: complete it (its first write).
+            tags = claims.claim_tags(step.me, adopted=claim.adopted)
+            await self._write(report, step, [plan.claim_call(meta.key_id, region, tags)])
+            observed = dataclasses.replace(observed, tags={**observed.tags, **tags})
+        ownership = None
+        if mine and claim is not None:
+            ownership = "Adopted" if claim.adopted else "Created"
+        report.mirror(meta, region)
+        report.record(tags=observed_tags(observed.tags), ownership=ownership)
         if meta.key_state == "PendingDeletion":
             return report.pending_deletion(meta)
-        if owner_uid is not None and observed.tags.get(names.OWNER_TAG_KEY) != owner_uid:
-            return report.not_owned(meta.key_id)
-
-        changes = diff(spec, observed, owner_uid=owner_uid)
-        if observe_only:
-            return report.observed_only(changes)
-        if paused:
+        changes = diff(spec, observed, created=created)
+        if step.observe_only:
+            return report.observed_only(changes, claim if claim is not None and not mine else None)
+        if step.paused:
             return report.paused(_pending(changes) or "no changes pending")
         calls = plan.update_calls(changes, spec, observed, region)
         if calls:
-            try:
-                report.outcome.writes += await apply(self.gateway, region, calls, resource=resource.ref)
-                fresh = await self.gateway.describe_key(region, meta.key_id)
-            except KmsError as error:
-                return report.kms_error(error, attempt)
+            await self._write(report, step, calls)
+            fresh = await self.gateway.describe_key(region, meta.key_id)
             report.mirror(fresh, region)
+            retagged = changes.change("tags")
+            if retagged is not None:
+                report.record(tags=dict(retagged.new or {}), ownership=ownership)
+            resource = step.resource
             report.applied(changes, is_drift=resource.status.get("observedGeneration") == resource.generation)
             meta = fresh
         return report.synced(meta, spec, changes)
 
-    async def _create(
-        self, report: _Report, spec: KmsKeySpec, region: str, uid: str, attempt: int
-    ) -> Outcome:
-        call = plan.create_call(spec, uid)
+    async def _write(self, report: _Report, step: _Pass, calls: Sequence[KmsCall]) -> None:
+        report.outcome.writes += await apply(self.gateway, step.region, calls, resource=step.resource.ref)
+
+    async def _observe_or_gone(self, step: _Pass, key_id: str) -> ObservedKey | None:
         try:
-            created = await self.gateway.create_key(region, call.params)
+            return await observe(self.gateway, step.region, key_id, with_policy=step.spec.policy is not None)
         except KmsError as error:
-            return report.kms_error(error, attempt)
+            if error.kind is ErrorKind.GONE:
+                return None
+            raise
+
+    async def _find_claimed(self, report: _Report, step: _Pass) -> str | None:
+        """The key carrying this resource's claim (ListKeys by owner UID); the first if several do."""
+        found = sorted(await self.gateway.find_keys_by_tag(step.region, names.OWNER_TAG_KEY, step.me.uid))
+        if len(found) > 1:
+            report.warn(
+                names.REASON_RECONCILING,
+                f"{len(found)} KMS keys carry this resource's claim ({', '.join(found)}); using {found[0]}",
+            )
+        return found[0] if found else None
+
+    async def _create(self, report: _Report, step: _Pass) -> Outcome:
+        spec, region = step.spec, step.region
+        claim = claims.claim_tags(step.me, adopted=False)
+        call = plan.create_call(spec, claim)
+        created = await self.gateway.create_key(region, call.params)
         report.outcome.writes += 1
         report.event("Normal", names.REASON_CREATED, f"Created KMS key {created.key_id} in {region}")
         logger.info(
             "KMS write CreateKey",
             extra={"resource": report.resource.ref, "key_id": created.key_id, "action": "CreateKey"},
         )
-        observed = plan.observed_after_create(spec, created, uid)
+        observed = plan.observed_after_create(spec, created, claim)
         report.mirror(observed.metadata, region)
-        followups = diff(spec, observed, owner_uid=uid)
+        report.record(tags=observed_tags(observed.tags), ownership="Created")
+        followups = diff(spec, observed, created=True)
         calls = plan.update_calls(followups, spec, observed, region)
         meta = observed.metadata
         if calls:
-            try:
-                report.outcome.writes += await apply(
-                    self.gateway, region, calls, resource=report.resource.ref
-                )
+            async with self._locked(region, created.key_id):
+                await self._write(report, step, calls)
                 meta = await self.gateway.describe_key(region, created.key_id)
-            except KmsError as error:
-                return report.kms_error(error, attempt)
             report.mirror(meta, region)
         return report.synced(meta, spec, followups)
 
     # ----------------------------------------------------------------- deletion
 
     async def finalize(self, resource: Resource, *, attempt: int = 0, runtime: float = 0.0) -> Outcome:
-        """Deletion: Retain releases at once; Delete schedules deletion (a key gone counts as done)."""
+        """Deletion: Retain releases at once; Delete schedules the deletion of this resource's key only.
+
+        The key acted on is the one recorded in status.keyId, and only if it carries this resource's claim;
+        failing that, the key the claim lookup finds. spec.keyId is never followed here: a spec edited
+        after deletion began cannot point the deletion at another key. An adopted key is deleted only
+        where the cluster allows it (KMSKEY_ADOPTED_KEY_DELETION). A key already gone or pending deletion
+        counts as done.
+        """
         report = _Report(resource)
         outcome = report.outcome
         try:
             spec = parse_spec(resource.spec)
         except SpecError:
             spec = KmsKeySpec()
-        region = spec.region_id or resource.status.get("regionId") or self.settings.region_id
-        key_id = spec.key_id or resource.status.get("keyId")
+        recorded = str(resource.status.get("keyId") or "") or None
+        region = str(
+            (resource.status.get("regionId") if recorded else None)
+            or spec.region_id
+            or self.settings.region_id
+        )
         wants_delete = spec.deletion_policy.value == "Delete"
         if spec.management_policy is ManagementPolicy.OBSERVE or not wants_delete:
-            if key_id:
+            named = recorded or spec.key_id
+            if named:
                 why = "managementPolicy Observe" if wants_delete else "deletionPolicy Retain"
-                report.event("Normal", names.REASON_RETAINED, f"KMS key {key_id} retained ({why})")
+                report.event("Normal", names.REASON_RETAINED, f"KMS key {named} retained ({why})")
             outcome.release = True
             return outcome
         if resource.annotations.get(names.PAUSED_ANNOTATION, "").lower() == "true":
@@ -195,42 +386,58 @@ class Reconciler:
             report.event(
                 "Warning",
                 names.REASON_RETAINED,
-                f"KMS key {key_id or '(none)'} retained: deletionPolicy Delete needs "
+                f"KMS key {recorded or '(none)'} retained: deletionPolicy Delete needs "
                 "spec.pendingWindowInDays (7-366)",
             )
             outcome.release = True
             return outcome
+        me = self.claimant(resource)
+        key_id = recorded
         try:
-            if not key_id and not spec.adopts_existing_key:
-                found = await self.gateway.find_keys_by_tag(region, names.OWNER_TAG_KEY, resource.uid)
-                key_id = sorted(found)[0] if found else None
-            if not key_id:
-                outcome.release = True
-                return outcome
-            try:
-                meta = await self.gateway.describe_key(region, str(key_id))
-            except KmsError as error:
-                if error.kind is ErrorKind.GONE:
-                    outcome.release = True
-                    return outcome
-                raise
-            if meta.key_state == "PendingDeletion":
-                outcome.release = True
-                return outcome
-            if not spec.adopts_existing_key:
-                tags = await self.gateway.list_key_tags(region, meta.key_id)
-                if tags.get(names.OWNER_TAG_KEY) != resource.uid:
+            target: tuple[KeyMetadata, claims.Claim] | None = None
+            foreign: KeyMetadata | None = None
+            if recorded:
+                read = await self._read_claim(region, recorded)
+                if read is not None and claims.is_mine(read[1], me) and read[1] is not None:
+                    target = (read[0], read[1])
+                elif read is not None:
+                    foreign = read[0]
+            if target is None:
+                found = sorted(await self.gateway.find_keys_by_tag(region, names.OWNER_TAG_KEY, me.uid))
+                for candidate in found:
+                    read = await self._read_claim(region, candidate)
+                    if read is not None and read[1] is not None and claims.is_mine(read[1], me):
+                        target = (read[0], read[1])
+                        break
+            if target is None:
+                if foreign is not None and foreign.key_state != "PendingDeletion":
                     report.event(
                         "Warning",
                         names.REASON_NOT_OWNED,
-                        f"KMS key {meta.key_id} retained: it does not carry this resource's ownership tag",
+                        f"KMS key {recorded} retained: it does not carry this resource's claim, and no key "
+                        "does; nothing was deleted",
                     )
-                    outcome.release = True
-                    return outcome
+                outcome.release = True
+                return outcome
+            meta, claim = target
+            key_id = meta.key_id
+            if meta.key_state == "PendingDeletion":
+                outcome.release = True
+                return outcome
+            if claim.adopted and not self.settings.adopted_key_deletion:
+                report.event(
+                    "Warning",
+                    names.REASON_RETAINED,
+                    f"KMS key {key_id} retained: this KmsKey adopted it, and this cluster keeps adopted keys "
+                    "(chart value tenancy.adoption.allowDelete, KMSKEY_ADOPTED_KEY_DELETION); schedule its "
+                    "deletion in KMS yourself if it must go",
+                )
+                outcome.release = True
+                return outcome
             protected = meta.deletion_protection == "Enabled"
             if protected and spec.enable_deletion_protection is not False:
                 message = (
-                    f"KMS key {meta.key_id} has deletion protection on: set spec.enableDeletionProtection: "
+                    f"KMS key {key_id} has deletion protection on: set spec.enableDeletionProtection: "
                     "false to let the operator turn it off and schedule deletion, or set deletionPolicy: "
                     "Retain to keep the key"
                 )
@@ -238,10 +445,14 @@ class Reconciler:
                 report.warn(names.REASON_DELETION_BLOCKED, message)
                 outcome.retry_after = DELETION_BLOCKED_DELAY
                 return report.finish(synced_generation=False)
-            calls = plan.deletion_calls(
-                meta.key_id, spec.pending_window_in_days, turn_off_protection=protected
-            )
-            outcome.writes += await apply(self.gateway, region, calls, resource=resource.ref)
+            calls = plan.deletion_calls(key_id, spec.pending_window_in_days, turn_off_protection=protected)
+            async with self._locked(region, key_id):
+                # The claim is checked again under the key's lock, just before the write.
+                again = await self._read_claim(region, key_id)
+                if again is None or not claims.is_mine(again[1], me):
+                    outcome.retry_after = REOBSERVE_DELAY
+                    return outcome
+                outcome.writes += await apply(self.gateway, region, calls, resource=resource.ref)
         except KmsError as error:
             if runtime >= self.settings.deletion_timeout_seconds:
                 report.event(
@@ -268,6 +479,16 @@ class Reconciler:
         outcome.release = True
         return outcome
 
+    async def _read_claim(self, region: str, key_id: str) -> tuple[KeyMetadata, claims.Claim | None] | None:
+        """The key and the claim on it; None when the key does not exist."""
+        try:
+            meta = await self.gateway.describe_key(region, key_id)
+        except KmsError as error:
+            if error.kind is ErrorKind.GONE:
+                return None
+            raise
+        return meta, claims.read(await self.gateway.list_key_tags(region, meta.key_id or key_id))
+
 
 def _pending(changes: Diff) -> str:
     return "; ".join(c.describe() for c in changes.changes)
@@ -280,6 +501,8 @@ class _Report:
         self.resource = resource
         self.outcome = Outcome()
         self._conditions: list[Condition] = []
+        self.adopting: str | None = None  # the spec.keyId being adopted, if any
+        self.region = ""
 
     # --- building blocks
 
@@ -291,6 +514,12 @@ class _Report:
 
     def mirror(self, meta: KeyMetadata, region: str) -> None:
         self.outcome.status.update(status_from_metadata(meta, region))
+
+    def record(self, *, tags: Mapping[str, str], ownership: str | None) -> None:
+        """status.tags (the key's user tags, which admission compares spec.tags with) and status.ownership
+        (Created or Adopted: how this resource came to claim the key; null when it does not)."""
+        self.outcome.status["tags"] = dict(tags)
+        self.outcome.status["ownership"] = ownership
 
     def set_ready(self, status: str, reason: str, message: str) -> None:
         self._conditions.append(Condition(names.READY, status, reason, message))
@@ -334,17 +563,34 @@ class _Report:
             self.set_ready(FALSE, names.REASON_PAUSED, "the key has not been created (paused)")
         return self.finish(synced_generation=False)
 
-    def key_gone(self, key_id: str, region: str, *, adopted: bool) -> Outcome:
-        where = "spec.keyId names" if adopted else "the key this resource created,"
-        message = (
-            f"{where} {key_id}, does not exist in KMS ({region}); the operator never recreates a key: "
-            "delete this KmsKey, or point spec.keyId at an existing key"
-        )
+    def _not_found(self, message: str) -> Outcome:
         self.outcome.status["keyState"] = None
         self.set_ready(FALSE, names.REASON_KEY_NOT_FOUND, message)
         self.set_synced(FALSE, names.REASON_KEY_NOT_FOUND, message)
         self.warn(names.REASON_KEY_NOT_FOUND, message)
         return self.finish()
+
+    def adopted_key_gone(self, key_id: str, region: str) -> Outcome:
+        if self.resource.status.get("keyId"):
+            return self._not_found(
+                f"the adopted KMS key {key_id} no longer exists in KMS ({region}): it was deleted outside "
+                "the operator, which never recreates a key. Delete this KmsKey (nothing is left behind in "
+                "KMS), or create a new KmsKey for another key (spec.keyId cannot change once a key was "
+                "recorded)"
+            )
+        return self._not_found(
+            f"spec.keyId names {key_id}, which does not exist in KMS ({region}); the operator never creates "
+            "a key for a KmsKey that adopts one. Correct spec.keyId in place (it may change until a key has "
+            "been recorded in status.keyId), or delete this KmsKey"
+        )
+
+    def created_key_gone(self, key_id: str, region: str) -> Outcome:
+        return self._not_found(
+            f"KMS key {key_id}, recorded in status.keyId, does not exist in KMS ({region}), and no key there "
+            "carries this resource's claim; the operator never recreates a key. Nothing is left behind: "
+            "delete this KmsKey, or clear status.keyId (kubectl patch --subresource=status) to have a new "
+            "key created"
+        )
 
     def pending_deletion(self, meta: KeyMetadata) -> Outcome:
         message = (
@@ -356,20 +602,33 @@ class _Report:
         self.warn(names.REASON_KEY_PENDING_DELETION, message)
         return self.finish()
 
-    def not_owned(self, key_id: str) -> Outcome:
+    def not_owned(self, key_id: str, claim: claims.Claim | None, region: str) -> Outcome:
+        whose = f"it is claimed by {claim.describe()}" if claim is not None else "it carries no claim"
         message = (
-            f"KMS key {key_id} does not carry this resource's ownership tag {names.OWNER_TAG_KEY}; "
-            "the operator will not modify it. To take it over, set spec.keyId on a new KmsKey"
+            f"status.keyId names KMS key {key_id}, which is not this resource's ({whose}), and no key in "
+            f"{region} carries this resource's claim; the operator will not touch {key_id}. If this KmsKey "
+            "never had a key of its own, clear status.keyId (kubectl patch --subresource=status) and the "
+            f"operator creates one; to adopt {key_id} instead, set spec.keyId: {key_id} (where this "
+            "namespace may adopt keys, and only while no other KmsKey claims it)"
         )
         self.set_ready(FALSE, names.REASON_NOT_OWNED, message)
         self.set_synced(FALSE, names.REASON_NOT_OWNED, message)
         self.warn(names.REASON_NOT_OWNED, message)
         return self.finish()
 
-    def observed_only(self, changes: Diff) -> Outcome:
+    def key_claimed(self, message: str) -> Outcome:
+        """Another KmsKey's claim: nothing written, and nothing recorded (spec.keyId stays correctable)."""
+        self.set_ready(FALSE, names.REASON_KEY_CLAIMED, message)
+        self.set_synced(FALSE, names.REASON_KEY_CLAIMED, message)
+        self.warn(names.REASON_KEY_CLAIMED, message)
+        return self.finish()
+
+    def observed_only(self, changes: Diff, foreign: claims.Claim | None = None) -> Outcome:
         self._ready_from_state()
         differences = [c.describe() for c in changes.changes] + [c.describe() for c in changes.conflicts]
         message = "managementPolicy Observe: status mirrors the key; nothing is written to KMS"
+        if foreign is not None:
+            message += f"; the key is claimed by {foreign.describe()}"
         if differences:
             message += "; differs from spec: " + "; ".join(differences)
         self.set_synced(TRUE, names.REASON_OBSERVE_ONLY, message)
@@ -437,7 +696,13 @@ class _Report:
         self.outcome.error_code = error.code
         self.set_synced(FALSE, reason, message)
         if not self.resource.status.get("keyId") and "keyId" not in self.outcome.status:
-            self.set_ready(FALSE, reason, "the key has not been created yet: " + message)
+            if self.adopting:
+                where = f" in {self.region}" if self.region else ""
+                self.set_ready(
+                    FALSE, reason, f"KMS key {self.adopting} (spec.keyId) could not be read{where}: {message}"
+                )
+            else:
+                self.set_ready(FALSE, reason, "the key has not been created yet: " + message)
         self.warn(reason, message)
         return self.finish(synced_generation=error.kind is not ErrorKind.RETRY)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from kmskey_operator import names
+from kmskey_operator import claims, names
 from kmskey_operator.kms.errors import ErrorKind, KmsError
 from kmskey_operator.kms.gateway import KmsGateway
 from kmskey_operator.reconcile import export
@@ -48,10 +48,10 @@ async def import_key(
         if error.kind is ErrorKind.GONE:
             raise ImportRefused(f"KMS key {key_id} does not exist in {region_id}") from None
         raise
-    owner = observed.tags.get(names.OWNER_TAG_KEY)
-    if owner is not None:
+    claim = claims.read(observed.tags)
+    if claim is not None:
         raise ImportRefused(
-            f"KMS key {observed.metadata.key_id} is already managed by the KmsKey with UID {owner} "
+            f"KMS key {observed.metadata.key_id} is already claimed by {claim.describe()} "
             f"(tag {names.OWNER_TAG_KEY}); importing it again would let two resources manage one key"
         )
     try:

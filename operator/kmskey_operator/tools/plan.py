@@ -26,7 +26,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kmskey_operator import model, names, validation
+from kmskey_operator import claims, model, names, validation
 from kmskey_operator.kms.errors import ErrorKind, KmsError
 from kmskey_operator.kms.gateway import KmsGateway
 from kmskey_operator.kms.types import KmsCall
@@ -45,6 +45,7 @@ EXIT_CHANGES = 2
 # Stand-ins in a create preview for values only the API server and KMS hand out.
 NEW_KEY_ID = "<new key ID>"
 NEW_UID = "<metadata.uid>"
+NEW_CLUSTER = "<cluster ID>"
 
 
 @dataclasses.dataclass
@@ -151,7 +152,13 @@ async def plan_manifest(
     live_meta = _mapping((live or {}).get("metadata"))
     uid = str(live_meta.get("uid") or _mapping(manifest.body.get("metadata")).get("uid") or "")
     key_id = spec.key_id or (str(_mapping(live.get("status")).get("keyId") or "") if live else "")
-    owner_uid = None if spec.adopts_existing_key else (uid or NEW_UID)
+    meta_of = live_meta or _mapping(manifest.body.get("metadata"))
+    me = claims.Claimant(
+        settings.cluster_id,  # "" outside the operator: claims are then judged by UID alone
+        str(meta_of.get("namespace") or manifest.namespace or "default"),
+        str(meta_of.get("name") or manifest.name or ""),
+        uid or NEW_UID,
+    )
     annotations = _mapping(
         live_meta.get("annotations") or _mapping(manifest.body.get("metadata")).get("annotations")
     )
@@ -167,16 +174,20 @@ async def plan_manifest(
             found = sorted(await gateway.find_keys_by_tag(region, names.OWNER_TAG_KEY, uid))
             if found:
                 key_id = found[0]
-                result.notes.append(f"found key {key_id} by its ownership tag (status.keyId is not set)")
+                result.notes.append(f"found key {key_id} by its claim (status.keyId is not set)")
         if not key_id:
-            _preview_create(result, spec, region, owner_uid or NEW_UID)
+            _preview_create(result, spec, region, me)
             return result
         observed = await observe(gateway, region, key_id, with_policy=spec.policy is not None)
     except KmsError as error:
         if error.kind is ErrorKind.GONE and key_id:
+            fix = (
+                "correct spec.keyId (it may change until a key has been recorded in status.keyId)"
+                if spec.adopts_existing_key
+                else "delete the KmsKey, or clear its status.keyId to have a new key created"
+            )
             result.errors.append(
-                f"KMS key {key_id} does not exist in {region}; the operator never recreates a key: point "
-                "spec.keyId at an existing key, or remove it to create a new one"
+                f"KMS key {key_id} does not exist in {region}; the operator never recreates a key: {fix}"
             )
         else:
             result.errors.append(error.describe())
@@ -190,13 +201,26 @@ async def plan_manifest(
             "cancel it with CancelKeyDeletion to manage the key again"
         )
         return result
-    if owner_uid is not None and observed.tags.get(names.OWNER_TAG_KEY) != owner_uid:
+    claim = claims.read(observed.tags)
+    if not spec.adopts_existing_key and not claims.is_mine(claim, me):
+        whose = f"it is claimed by {claim.describe()}" if claim else "it carries no claim"
         result.errors.append(
-            f"KMS key {meta.key_id} does not carry this resource's ownership tag {names.OWNER_TAG_KEY}; "
-            "the operator will not modify it (set spec.keyId on a KmsKey to adopt it)"
+            f"KMS key {meta.key_id} is not this resource's ({whose}); the operator will not modify it "
+            f"(a KmsKey with spec.keyId: {meta.key_id} could adopt it if nothing else claims it)"
         )
         return result
-    changes = diff(spec, observed, owner_uid=owner_uid)
+    if spec.adopts_existing_key and result.applies:
+        judgement = claims.judge(claim, me, liveness=claims.Unknown(), take_over=_take_over(annotations))
+        if not judgement.may_claim:
+            result.errors.append(judgement.refusal(meta.key_id, me))
+            return result
+        if judgement.standing is not claims.Standing.MINE:
+            # Bookkeeping, not a difference from the spec: a note, so an exact import still plans to 0.
+            result.notes.append(
+                f"applying it, the operator first claims key {meta.key_id} for this KmsKey (TagResources "
+                f"{names.OPERATOR_TAG_PREFIX}owner-*), before any other write"
+            )
+    changes = diff(spec, observed, created=not spec.adopts_existing_key)
     result.changes = list(changes.changes)
     result.conflicts = list(changes.conflicts)
     if result.applies:
@@ -205,11 +229,17 @@ async def plan_manifest(
     return result
 
 
-def _preview_create(result: ManifestPlan, spec: model.KmsKeySpec, region: str, owner_uid: str) -> None:
+def _take_over(annotations: Mapping[str, Any]) -> str | None:
+    value = annotations.get(names.TAKE_OVER_ANNOTATION)
+    return str(value) if value else None
+
+
+def _preview_create(result: ManifestPlan, spec: model.KmsKeySpec, region: str, me: claims.Claimant) -> None:
     """CreateKey and the follow-up calls the reconciler makes right after it, as it would make them."""
-    create = plan.create_call(spec, owner_uid)
-    observed = plan.observed_after_create(spec, plan.created_metadata(create, NEW_KEY_ID), owner_uid)
-    followups = diff(spec, observed, owner_uid=owner_uid)
+    claim = claims.claim_tags(dataclasses.replace(me, cluster=me.cluster or NEW_CLUSTER), adopted=False)
+    create = plan.create_call(spec, claim)
+    observed = plan.observed_after_create(spec, plan.created_metadata(create, NEW_KEY_ID), claim)
+    followups = diff(spec, observed, created=True)
     result.creates = True
     result.changes = list(followups.changes)
     result.blocked = list(followups.blocked)
