@@ -58,6 +58,7 @@ def start_webhook(kubectl: Kubectl, kubeconfig: Path, log_dir: Path, namespace: 
         "KMSKEY_WEBHOOK_MANAGED": configuration,
         "KMSKEY_WEBHOOK_NAMESPACES": namespace,
         "KMSKEY_WEBHOOK_CERT_CHECK_SECONDS": "1",
+        "KMSKEY_ADOPTION_NAMESPACES": "*",
         "PYTHONUNBUFFERED": "1",
     }
     spec = ProcessSpec(f"webhook-{port}", [sys.executable, "-m", "kmskey_operator.webhook"], env=env)
@@ -215,7 +216,7 @@ def test_rules_the_schema_expresses_are_refused_by_the_api_server_first(
     )
     assert result.returncode != 0
     assert "spec.tags" in result.stderr
-    assert "must have at most 20" in result.stderr
+    assert "must have at most 16" in result.stderr  # 20 a key holds, less the operator's claim
 
 
 def test_a_valid_create_passes_and_shows_the_warnings(webhook: Webhook, kubectl: Kubectl) -> None:
@@ -287,11 +288,9 @@ def test_force_new_changes_of_an_existing_key_are_refused_naming_every_field(
         ("dkmsInstanceId", "kst-1", "kst-2"),
         ("keyUsage", "ENCRYPT/DECRYPT", None),
         ("origin", None, "Aliyun_KMS"),
-        ("regionId", "cn-hangzhou", "cn-shanghai"),
-        ("keyId", None, "key-other"),
     ],
 )
-def test_each_force_new_or_identity_field_is_frozen_once_the_key_exists(
+def test_each_force_new_field_is_frozen_once_the_key_exists(
     webhook: Webhook, kubectl: Kubectl, field: str, old: Any, new: Any
 ) -> None:
     name, ns = unique("frozen"), webhook.namespace
@@ -302,13 +301,13 @@ def test_each_force_new_or_identity_field_is_frozen_once_the_key_exists(
     assert f"spec.{field}: cannot change once the KMS key exists" in result.stderr
 
 
-def test_an_adopting_resource_is_frozen_before_the_operator_saw_the_key(
+def test_an_adopting_resource_whose_key_was_never_recorded_stays_correctable(
     webhook: Webhook, kubectl: Kubectl
 ) -> None:
     name, ns = unique("adopt"), webhook.namespace
     assert apply(kubectl, ns, kmskey(name, {"keyId": "key-9", "keySpec": "Aliyun_AES_256"})).returncode == 0
-    result = patch(kubectl, ns, name, {"spec": {"keySpec": "RSA_2048"}})
-    assert "spec.keySpec: cannot change once the KMS key exists" in result.stderr
+    result = patch(kubectl, ns, name, {"spec": {"keyId": "key-10", "keySpec": "RSA_2048"}})
+    assert result.returncode == 0, result.stderr
 
 
 def test_mutable_fields_of_an_existing_key_may_change(webhook: Webhook, kubectl: Kubectl) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kmskey_operator import model, names
+from kmskey_operator import claims, model, names
+from kmskey_operator.settings import REGION_ID
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / f"{names.CRD_NAME}.yaml"
 
@@ -123,6 +124,8 @@ def test_status_lists_its_fields_and_only_kopf_preserves_unknown_fields(version:
         "message",
         "conditions",
         "kopf",
+        "tags",
+        "ownership",
     } == set(status["properties"])
     assert status["properties"]["kopf"]["x-kubernetes-preserve-unknown-fields"] is True
 
@@ -134,3 +137,21 @@ def test_printer_columns_show_key_state_and_conditions(version: dict[str, Any]) 
     assert default == ["KEY-ID", "STATE", "SPEC", "USAGE", "READY", "SYNCED", "AGE"]
     assert wide == ["ROTATION", "PROTECTION", "LAST-SYNC", "REASON"]
     assert columns["READY"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+
+
+def test_the_tags_schema_leaves_room_for_the_claim(version: dict[str, Any]) -> None:
+    tags = _spec_schema(version)["properties"]["tags"]
+    assert tags["maxProperties"] == claims.user_tag_budget(adopted=False)
+
+
+def test_the_region_pattern_is_the_one_validation_applies(version: dict[str, Any]) -> None:
+    region = _spec_schema(version)["properties"]["regionId"]
+    assert region["pattern"] == REGION_ID.pattern
+
+
+def test_the_identity_rules_are_cel_transition_rules_on_the_root(version: dict[str, Any]) -> None:
+    rules = version["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+    assert [r["fieldPath"] for r in rules] == [".spec.keyId", ".spec.regionId"]
+    for rule in rules:
+        assert "oldSelf" in rule["rule"]
+        assert "!has(oldSelf.status.keyId)" in rule["rule"]  # free until a key is recorded
