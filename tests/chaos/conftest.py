@@ -45,6 +45,9 @@ FIGURES = (
     "hostile_specs_tried",
     "operator_crashes",
     "secrets_leaked",
+    "tenant_rounds",
+    "foreign_keys_written",
+    "foreign_keys_deleted",
 )
 RESULTS: dict[str, Any] = dict.fromkeys(FIGURES)
 

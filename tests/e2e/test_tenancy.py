@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as KmsClient
 
 from kms_emulator.testing import EmulatorHandle
 from tests.conftest import Kubectl
-from tests.e2e.conftest import apply, condition, create_key, get, wait_for, wait_ready
+from tests.e2e.conftest import apply, condition, create_key, describe, get, wait_for, wait_ready
 from tests.harness.operator import OperatorProcess
 
 OWNER_UID = "kms.alicloud.dev/owner-uid"
@@ -66,6 +67,7 @@ def start(
         access_key_secret=emulator.access_key_secret,
         log_dir=log_dir,
         name=name,
+        kms_ca_file=emulator.ca_file,
         extra_env={
             "WATCH_NAMESPACES": ",".join(watched),
             "KMSKEY_RESYNC_SECONDS": "3",
@@ -544,3 +546,148 @@ def test_an_adopted_key_is_deleted_by_delete_where_the_cluster_allows_it(
     wait_ready(kubectl, a, "deletable", timeout=TIMEOUT)
     kubectl("delete", "kmskey", "deletable", "-n", a, "--timeout=90s")
     assert kms_key(emulator, key_id).key_state == "PendingDeletion"
+
+
+# --- #17: messages that tell the truth, and do what admission then allows --------------------------------
+
+
+def test_key_not_found_for_a_mistyped_key_id_advises_a_fix_that_admission_accepts(
+    operator: OperatorProcess, kubectl: Kubectl, teams: dict[str, str], kms: KmsClient
+) -> None:
+    a = teams["team-a"]
+    apply(kubectl, a, "typo", {"keyId": "00000000-0000-4000-8000-0000000000aa", "description": "fixed"})
+    body = wait_for(kubectl, a, "typo", reason("Ready", "KeyNotFound"), TIMEOUT, "KeyNotFound")
+    message = condition(body, "Ready")["message"]
+    assert "Correct spec.keyId in place" in message
+    real = create_key(kms, description="the right one")
+    followed = patch(kubectl, a, "typo", {"spec": {"keyId": real}})
+    assert followed.returncode == 0, followed.stderr
+    assert wait_ready(kubectl, a, "typo", timeout=TIMEOUT)["status"]["keyId"] == real
+
+
+def test_not_owned_advises_two_ways_out_and_admission_accepts_both(
+    operator: OperatorProcess,
+    kubectl: Kubectl,
+    teams: dict[str, str],
+    emulator: EmulatorHandle,
+    kms: KmsClient,
+) -> None:
+    a = teams["team-a"]
+    paused = {"kms.alicloud.dev/paused": "true"}
+    stray = create_key(kms, description="a key nobody claims")
+    for name in ("adopts-it", "gets-its-own"):
+        apply(kubectl, a, name, {"description": name}, annotations=paused)
+        wait_for(kubectl, a, name, reason("Synced", "Paused"), TIMEOUT, "Paused")
+        assert patch(kubectl, a, name, {"status": {"keyId": stray}}, "--subresource=status").returncode == 0
+        kubectl("annotate", "kmskey", name, "-n", a, "kms.alicloud.dev/paused-")
+        body = wait_for(kubectl, a, name, reason("Ready", "NotOwned"), TIMEOUT, "NotOwned")
+        message = condition(body, "Ready")["message"]
+        assert "clear status.keyId" in message
+        assert f"set spec.keyId: {stray}" in message
+    # Way out 1: adopt the key, on this same KmsKey.
+    adopted = patch(kubectl, a, "adopts-it", {"spec": {"keyId": stray}})
+    assert adopted.returncode == 0, adopted.stderr
+    body = wait_ready(kubectl, a, "adopts-it", timeout=TIMEOUT)
+    assert kms_key(emulator, stray).tags[OWNER_UID] == body["metadata"]["uid"]
+    # Way out 2: clear status.keyId, and the operator creates this KmsKey's own key.
+    cleared = patch(kubectl, a, "gets-its-own", {"status": {"keyId": None}}, "--subresource=status")
+    assert cleared.returncode == 0, cleared.stderr
+    own = wait_ready(kubectl, a, "gets-its-own", timeout=TIMEOUT)["status"]["keyId"]
+    assert own != stray
+    assert kms_key(emulator, own).description == "gets-its-own"
+
+
+def test_declaring_an_adopted_keys_own_tags_is_allowed_and_a_refusal_names_the_seed(
+    operator: OperatorProcess, kubectl: Kubectl, teams: dict[str, str], kms: KmsClient
+) -> None:
+    a = teams["team-a"]
+    key_id = create_key(kms, tags=json.dumps([{"TagKey": "team", "TagValue": "a"}]))
+    apply(kubectl, a, "own-tags", {"keyId": key_id})
+    assert wait_ready(kubectl, a, "own-tags", timeout=TIMEOUT)["status"]["tags"] == {"team": "a"}
+    same = patch(kubectl, a, "own-tags", {"spec": {"tags": {"team": "a"}}})
+    assert same.returncode == 0, same.stderr
+    other = patch(kubectl, a, "own-tags", {"spec": {"tags": {"team": "b"}}})
+    assert other.returncode != 0
+    assert "the seed (Terraform's alicloud_kms_key) makes tags ForceNew" in other.stderr
+    assert "KMS cannot change" not in other.stderr
+
+
+def test_an_adopted_key_that_cannot_be_read_never_reads_as_not_created_yet(
+    operator: OperatorProcess,
+    kubectl: Kubectl,
+    teams: dict[str, str],
+    emulator: EmulatorHandle,
+    kms: KmsClient,
+) -> None:
+    a, unguarded = teams["team-a"], teams["unguarded"]
+    key_id = create_key(kms, description="far away")
+    # A region the pinned endpoint does not serve (admission bypassed): refused, and said so.
+    apply(kubectl, unguarded, "wrong-region", {"keyId": key_id, "regionId": "cn-shanghai"})
+    body = wait_for(kubectl, unguarded, "wrong-region", reason("Ready", "InvalidSpec"), TIMEOUT)
+    assert condition(body, "Ready")["message"] == f"the spec is invalid; fix it to adopt KMS key {key_id}"
+    # KMS unreachable while adopting.
+    emulator.set_fault("DescribeKey", rate=1.0, code="ServiceUnavailableTemporary", status=503)
+    try:
+        apply(kubectl, a, "unreachable", {"keyId": key_id})
+        body = wait_for(
+            kubectl, a, "unreachable", reason("Ready", "KmsUnavailable"), TIMEOUT, "KmsUnavailable"
+        )
+    finally:
+        emulator.clear_faults()
+    message = condition(body, "Ready")["message"]
+    assert "has not been created" not in message
+    assert f"KMS key {key_id} (spec.keyId) could not be read in cn-hangzhou" in message
+    wait_ready(kubectl, a, "unreachable", timeout=TIMEOUT)
+
+
+def test_a_key_found_by_its_claim_after_a_lost_status_write_is_announced_and_its_claim_completed(
+    emulator: EmulatorHandle,
+    kubeconfig: Path,
+    kubectl: Kubectl,
+    kms: KmsClient,
+    crd_installed: list[str],
+    tmp_path: Path,
+) -> None:
+    """#17 item 4: an operator died between CreateKey (as an earlier version made it) and the status write."""
+    ns = new_namespace(kubectl, "recovered")
+    apply(kubectl, ns, "crashed", {"description": "once"})  # no operator watches this namespace yet
+    uid = get(kubectl, ns, "crashed")["metadata"]["uid"]
+    key_id = create_key(kms, description="once", tags=json.dumps([{"TagKey": OWNER_UID, "TagValue": uid}]))
+    started = mark(emulator)
+    process = start(emulator, kubeconfig, tmp_path, "recovering", [ns], [ns])
+    try:
+        body = wait_ready(kubectl, ns, "crashed", timeout=TIMEOUT)
+        announced = wait_event(kubectl, ns, "crashed", "Recovered")
+    finally:
+        process.stop()
+    assert body["status"]["keyId"] == key_id
+    assert announced["type"] == "Normal"
+    assert f"Took KMS key {key_id} instead of creating a key" in announced["message"]
+    assert "never recorded" in announced["message"]
+    assert "CreateKey" not in [c.action for c in emulator.calls()[started:]]
+    tags = kms_key(emulator, key_id).tags
+    assert (tags[OWNER_NAMESPACE], tags[OWNER_NAME]) == (ns, "crashed")
+    assert tags[OWNER_CLUSTER]  # the kube-system UID of this cluster
+
+
+def test_a_key_deleted_outside_advises_only_what_leaves_nothing_behind_and_works(
+    operator: OperatorProcess,
+    kubectl: Kubectl,
+    teams: dict[str, str],
+    emulator: EmulatorHandle,
+    kms: KmsClient,
+) -> None:
+    """Last in the module: it moves the emulator's clock past a pending deletion."""
+    b = teams["team-b"]
+    key_id, _ = owned_key(kubectl, b, "deleted-outside", {"description": "doomed"})
+    kms.schedule_key_deletion(kms_models.ScheduleKeyDeletionRequest(key_id=key_id, pending_window_in_days=7))
+    emulator.advance_clock(8 * 86400)
+    body = wait_for(kubectl, b, "deleted-outside", reason("Ready", "KeyNotFound"), TIMEOUT, "KeyNotFound")
+    message = condition(body, "Ready")["message"]
+    assert "Nothing is left behind" in message
+    assert "clear status.keyId" in message
+    cleared = patch(kubectl, b, "deleted-outside", {"status": {"keyId": None}}, "--subresource=status")
+    assert cleared.returncode == 0, cleared.stderr
+    fresh = wait_ready(kubectl, b, "deleted-outside", timeout=TIMEOUT)["status"]["keyId"]
+    assert fresh != key_id
+    assert describe(kms, fresh).key_state == "Enabled"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from typing import Any
 
 import pytest
@@ -131,3 +132,17 @@ def test_a_region_id_of_the_wrong_shape_is_refused_by_the_schema(kubectl: Kubect
     result = kubectl("create", "-f", "-", input=json.dumps(body), check=False)
     assert result.returncode != 0
     assert "spec.regionId" in result.stderr
+
+
+def test_kubectl_explain_says_what_the_api_server_enforces(kubectl: Kubectl, ns: str) -> None:
+    """#17: the documentation of spec.keyId agrees with what is admitted (removal is refused too)."""
+    deadline = time.monotonic() + 60
+    while True:  # the CRD's OpenAPI is published a moment after it is Established
+        result = kubectl("explain", "kmskeys.spec.keyId", check=False)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    text = " ".join(result.stdout.split())
+    assert "Immutable once the operator has recorded the key (status.keyId)" in text
+    assert "never changed or removed" in text
+    assert "before that (a key never found) it can be corrected" in text

@@ -549,7 +549,9 @@ class _Report:
     def invalid(self, message: str) -> Outcome:
         self.set_synced(FALSE, names.REASON_INVALID_SPEC, message)
         if not self.resource.status.get("keyId"):
-            self.set_ready(FALSE, names.REASON_INVALID_SPEC, "the spec is invalid; fix it to create the key")
+            adopts = self.resource.spec.get("keyId")
+            what = f"adopt KMS key {adopts}" if adopts else "create the key"
+            self.set_ready(FALSE, names.REASON_INVALID_SPEC, f"the spec is invalid; fix it to {what}")
         self.warn(names.REASON_INVALID_SPEC, message)
         return self.finish()
 
