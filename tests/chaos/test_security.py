@@ -187,7 +187,7 @@ def kms_client(emulator: EmulatorHandle) -> KmsClient:
     )
 
 
-def test_a_status_pointed_at_someone_elses_key_gets_not_owned_and_zero_writes_to_that_key(
+def test_a_status_pointed_at_someone_elses_key_heals_back_and_makes_zero_writes_to_that_key(
     kube: Kube, start_operator: OperatorFactory, namespace: str
 ) -> None:
     with run_emulator(quotas=False) as emulator:
@@ -212,8 +212,21 @@ def test_a_status_pointed_at_someone_elses_key_gets_not_owned_and_zero_writes_to
             "hijacked",
             {"description": "overwrite theirs", "status": "Disabled", "tags": {"owner": "me"}},
         )
-        body = wait_reason(kube, namespace, "hijacked", "NotOwned")
-        # Deletion with deletionPolicy Delete must not schedule their key's deletion either.
+        # Status is not trusted: the key carrying this resource's claim is found again, and changed instead.
+        body = poll(
+            lambda: (
+                (b := kube.get(namespace, "hijacked"))
+                and b["status"].get("keyId") == mine
+                and b["status"].get("observedGeneration") == b["metadata"]["generation"]
+                and condition(b, "Ready").get("status") == "True"
+                and b
+            ),
+            timeout=90,
+            what="status.keyId healed back to the resource's own key",
+            describe=lambda: json.dumps(kube.get(namespace, "hijacked").get("status"))[:2000],
+        )
+        # Deletion with deletionPolicy Delete schedules its own key's deletion, never theirs.
+        kube.patch_status(namespace, "hijacked", {"keyId": theirs})
         kube.delete(namespace, "hijacked")
         poll(
             lambda: "hijacked" not in {b["metadata"]["name"] for b in kube.list(namespace)},
@@ -224,11 +237,11 @@ def test_a_status_pointed_at_someone_elses_key_gets_not_owned_and_zero_writes_to
         writes = writes_to(emulator.calls(), theirs)
         evidence = crashes(operator)
     record(operator_crashes=len(evidence), foreign_key_writes=len(writes))
-    assert condition(body, "Ready")["status"] == "False"
+    assert body["status"]["keyState"] == "Disabled"
     assert not writes, [(c.action, c.params) for c in writes]
     assert (keys[theirs]["description"], keys[theirs]["key_state"]) == ("theirs", "Enabled")
     assert keys[theirs]["tags"] == {"team": "x"}
-    assert keys[mine]["key_state"] == "Enabled"  # its own key is untouched too: status no longer names it
+    assert (keys[mine]["description"], keys[mine]["key_state"]) == ("overwrite theirs", "PendingDeletion")
     assert not evidence, evidence
 
 

@@ -386,6 +386,7 @@ def test_service_account_can_do_only_what_the_operator_needs(
         ("events", "[]", "create"),
         ("customresourcedefinitions.apiextensions.k8s.io", "[]", "list"),
         ("customresourcedefinitions.apiextensions.k8s.io", "[]", "watch"),
+        ("namespaces", "[kube-system]", "get"),  # the cluster's UID for the claims on keys
     }
     assert not any("*" in resource or verb == "*" for resource, _, verb in granted)
 
@@ -562,6 +563,7 @@ def test_namespaced_ha_release_from_install_to_uninstall(
         ("customresourcedefinitions.apiextensions.k8s.io", "[]", "watch"),
         ("namespaces", "[]", "list"),
         ("namespaces", "[]", "watch"),
+        ("namespaces", "[kube-system]", "get"),
     }
     assert can_i_list(kubectl, sa, other) - SELF_REVIEWS == {
         entry for entry in in_watched if entry[0].startswith(("customresourcedefinitions", "namespaces"))

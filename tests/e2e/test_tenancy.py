@@ -177,6 +177,12 @@ def reason(kind: str, wanted: str) -> Callable[[dict[str, Any]], bool]:
     return lambda b: condition(b, kind).get("reason") == wanted
 
 
+def handled(body: dict[str, Any]) -> bool:
+    """The operator has judged the current generation (whatever it decided)."""
+    synced = condition(body, "Synced")
+    return bool(synced) and synced.get("observedGeneration") == body["metadata"]["generation"]
+
+
 def events(kubectl: Kubectl, ns: str, name: str) -> list[dict[str, Any]]:
     items = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
     return [e for e in items if e["involvedObject"].get("name") == name]
@@ -218,16 +224,18 @@ def test_a_tenant_adopting_another_teams_key_with_delete_cannot_delete_it(
     thief = {"keyId": key_id, "deletionPolicy": "Delete", "pendingWindowInDays": 7}
     admitted = kubectl_apply(kubectl, b, "thief", thief)
     assert admitted.returncode == 0, admitted.stderr
-    assert f"already named by KmsKey {a}/victim" in admitted.stderr  # the webhook's warning
-    body = wait_for(kubectl, b, "thief", reason("Synced", "KeyClaimed"), TIMEOUT, "KeyClaimed")
-    assert f"KmsKey {a}/victim (UID {victim_uid})" in condition(body, "Synced")["message"]
-    assert "keyId" not in body["status"]  # nothing recorded: the spec stays correctable
+    body = wait_for(kubectl, b, "thief", handled, TIMEOUT, "the thief handled")
     kubectl("delete", "kmskey", "thief", "-n", b, "--timeout=90s")
     key = kms_key(emulator, key_id)
     assert key.key_state == "Enabled"
     assert key.tags[OWNER_UID] == victim_uid
     assert writes_to(emulator, key_id, since=started) == []
     assert condition(wait_ready(kubectl, a, "victim"), "Ready")["reason"] == "Available"
+    # What the thief was told, at admission and by its conditions.
+    assert f"already named by KmsKey {a}/victim" in admitted.stderr  # the webhook's warning
+    assert condition(body, "Synced")["reason"] == "KeyClaimed"
+    assert f"KmsKey {a}/victim (UID {victim_uid})" in condition(body, "Synced")["message"]
+    assert "keyId" not in body["status"]  # nothing recorded: the spec stays correctable
 
 
 # --- #14 scenario 2: adoption strips the ownership tag ------------------------------------------------------
@@ -241,12 +249,13 @@ def test_adopting_a_claimed_key_with_other_tags_changes_no_tag(
     before = dict(kms_key(emulator, key_id).tags)
     started = mark(emulator)
     apply(kubectl, b, "retagger", {"keyId": key_id, "tags": {"team": "b"}})
-    wait_for(kubectl, b, "retagger", reason("Synced", "KeyClaimed"), TIMEOUT, "KeyClaimed")
+    wait_for(kubectl, b, "retagger", handled, TIMEOUT, "the retagger handled")
     time.sleep(7)  # two resync periods: still nothing
     assert kms_key(emulator, key_id).tags == before
     assert before[OWNER_UID] == victim_uid
     assert before["team"] == "a"
     assert writes_to(emulator, key_id, since=started) == []
+    assert condition(get(kubectl, b, "retagger"), "Synced")["reason"] == "KeyClaimed"
 
 
 def test_switching_a_key_to_observe_and_back_keeps_its_claim(
@@ -321,12 +330,12 @@ def test_two_kmskeys_on_one_key_never_fight_the_second_writes_nothing(
         "rotationInterval": "90d",
     }
     apply(kubectl, b, "second", second)
-    body = wait_for(kubectl, b, "second", reason("Synced", "KeyClaimed"), TIMEOUT, "KeyClaimed")
-    assert condition(body, "Ready")["status"] == "False"
+    wait_for(kubectl, b, "second", handled, TIMEOUT, "the second KmsKey handled")
     time.sleep(15)  # five resync periods of both resources
     assert writes_to(emulator, key_id, since=started) == []
     key = kms_key(emulator, key_id)
     assert (key.description, key.rotation_interval) == ("first", 30 * 86400)
+    assert condition(get(kubectl, b, "second"), "Ready")["status"] == "False"
     first = wait_ready(kubectl, a, "first")
     assert condition(first, "Synced")["reason"] == "ReconcileSuccess"
     assert condition(get(kubectl, b, "second"), "Synced")["reason"] == "KeyClaimed"
@@ -379,12 +388,11 @@ def test_a_status_pointed_at_another_resources_key_heals_back_to_its_own(
     started = mark(emulator)
     assert patch(kubectl, b, "mine", {"status": {"keyId": theirs}}, "--subresource=status").returncode == 0
     patch(kubectl, b, "mine", {"spec": {"description": "mine, edited"}})
-    healed = wait_for(
-        kubectl,
-        b,
-        "mine",
-        lambda x: x["status"].get("keyId") == mine and x["status"].get("observedGeneration") == 2,
-    )
+    wait_for(kubectl, b, "mine", handled, TIMEOUT, "the edit handled")
+    # The edit lands on the resource's own key, never on the one its status was pointed at.
+    assert kms_key(emulator, mine).description == "mine, edited"
+    assert kms_key(emulator, theirs).description == "theirs"
+    healed = wait_for(kubectl, b, "mine", lambda x: x["status"].get("keyId") == mine, TIMEOUT, "healed")
     assert condition(healed, "Ready")["status"] == "True"
     corrected = wait_event(kubectl, b, "mine", "StatusCorrected")
     assert theirs in corrected["message"]
