@@ -57,6 +57,11 @@ def home_description(namespace: str, name: str, round_: int) -> str:
     return f"home {namespace}/{name} round {round_}"
 
 
+def raid_description(what: str, namespace: str) -> str:
+    """Every description a raid declares ends with its tenant: the judge reads who wrote it from there."""
+    return f"{what} by {namespace}"
+
+
 class Tenants:
     """The run's bookkeeping: who owns which key, and every raid each tenant made."""
 
@@ -85,7 +90,10 @@ class Tenants:
         return name
 
     def hostile_spec(self, namespace: str, key_id: str) -> dict[str, Any]:
-        spec: dict[str, Any] = {"keyId": key_id, "description": f"raid by {namespace} #{self.counter + 1}"}
+        spec: dict[str, Any] = {
+            "keyId": key_id,
+            "description": raid_description(f"raid #{self.counter + 1}", namespace),
+        }
         for extra in self.rng.sample(range(6), self.rng.randint(1, 3)):
             if extra == 0:
                 spec.update(deletionPolicy="Delete", pendingWindowInDays=7)
@@ -111,7 +119,9 @@ class Tenants:
             return f"{namespace} adopts {key_id}"
         if action == "edit":
             name = self.rng.choice(self.raids[namespace])
-            changes: dict[str, Any] = {"description": f"edited by {namespace} in round {round_}"}
+            changes: dict[str, Any] = {
+                "description": raid_description(f"edited in round {round_}", namespace)
+            }
             if self.rng.random() < 0.5:
                 changes["status"] = self.rng.choice(["Enabled", "Disabled"])
             if self.rng.random() < 0.3:
@@ -135,7 +145,7 @@ class Tenants:
         if action == "take-over":
             key_id = self.foreign_home(namespace)
             owner_uid = self.homes[key_id][2]
-            spec = {"keyId": key_id, "description": f"take-over by {namespace}"}
+            spec = {"keyId": key_id, "description": raid_description("take-over", namespace)}
             self.create_raid(namespace, spec, annotations={TAKE_OVER: owner_uid})
             return f"{namespace} claims to take {key_id} over from a live owner"
         name = self.rng.choice(self.home_names[namespace])
@@ -185,7 +195,10 @@ def test_tenants_racing_for_each_others_keys_never_write_or_delete_a_foreign_key
             tenants.free_keys.append(free)
             for ns in rng.sample(namespaces, len(namespaces)):
                 policy = rng.choice(["Retain", "Delete"])
-                spec: dict[str, Any] = {"keyId": free, "description": f"race {round_} won by {ns}"}
+                spec: dict[str, Any] = {
+                    "keyId": free,
+                    "description": raid_description(f"race {round_} won", ns),
+                }
                 if policy == "Delete":
                     spec.update(deletionPolicy="Delete", pendingWindowInDays=7)
                 tenants.create_raid(ns, spec)
@@ -223,6 +236,7 @@ def test_tenants_racing_for_each_others_keys_never_write_or_delete_a_foreign_key
 
     written, deleted, findings = judge(tenants, calls, keys)
     record(tenant_rounds=rounds, foreign_keys_written=len(written), foreign_keys_deleted=len(deleted))
+    record(tenant_raids=len(tenants.raid_uids), tenant_namespaces=tenant_count)
     record(operator_crashes=len(evidence))
     assert not evidence, evidence
     report = f"seed {seed}; " + "; ".join(findings[:20]) + "\nlast actions:\n" + "\n".join(log[-30:])
@@ -279,7 +293,7 @@ def judge(
                     findings.append(f"raced-for key {key_id} claimed again, by {uid}")
             elif call.action == "UpdateKeyDescription":
                 claimant = tenants.raid_uids.get(first_claim.get(key_id, ""), ("?", "?"))
-                won_by = str(call.params.get("Description", "")).rsplit(" ", 1)[-1]
+                won_by = str(call.params.get("Description", "")).rsplit(" by ", 1)[-1]
                 if won_by != claimant[0]:
                     written.add(key_id)
                     findings.append(f"raced-for key {key_id} (claimed by {claimant}) described by {won_by}")
@@ -316,7 +330,14 @@ def test_the_scenarios_own_judge_catches_a_foreign_write() -> None:
     def call(action: str, **params: str) -> CallRecord:
         return CallRecord(action=action, access_key_id="k", params=params, status=200, code=None)
 
-    clean = [call("UpdateKeyDescription", KeyId="key-home", Description="home a/home-0 round 3")]
+    claim = {"ResourceId.1": "key-free", "Tag.1.Key": OWNER_UID, "Tag.1.Value": "uid-r1"}
+    clean = [
+        call("UpdateKeyDescription", KeyId="key-home", Description="home a/home-0 round 3"),
+        call("TagResources", **claim),
+        call(
+            "UpdateKeyDescription", KeyId="key-free", Description=raid_description("edited in round 2", "a")
+        ),
+    ]
     assert judge(tenants, clean, {**keys, "key-free": ("Enabled", {OWNER_UID: "uid-r1"}, "x")}) == (
         set(),
         set(),
@@ -324,6 +345,7 @@ def test_the_scenarios_own_judge_catches_a_foreign_write() -> None:
     )
     dirty = [
         call("DisableKey", KeyId="key-home"),
+        call("UpdateKeyDescription", KeyId="key-free", Description=raid_description("race 1 won", "b")),
         call("TagResources", **{"ResourceId.1": "key-free", "Tag.1.Key": OWNER_UID, "Tag.1.Value": "uid-r1"}),
         call("TagResources", **{"ResourceId.1": "key-free", "Tag.1.Key": OWNER_UID, "Tag.1.Value": "uid-r2"}),
     ]
