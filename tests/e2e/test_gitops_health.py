@@ -48,6 +48,7 @@ EXPECTED = {
     "access-denied": Expected("Failed", "Degraded", "AccessDenied"),
     "force-new-conflict": Expected("Failed", "Degraded", "ForceNewConflict"),
     "key-not-found": Expected("Failed", "Degraded", "KeyNotFound"),
+    "key-claimed": Expected("Failed", "Degraded", "KeyClaimed"),
     "kms-unavailable": Expected("InProgress", "Progressing", "KmsUnavailable"),
     "paused-with-pending-edit": Expected("InProgress", "Suspended", "Paused"),
     "key-material-pending": Expected("InProgress", "Progressing", "ReconcileSuccess"),
@@ -111,6 +112,13 @@ def captured(
 
     apply(kubectl, namespace, "key-not-found", {"keyId": MISSING_KEY})
     settle("key-not-found")
+
+    # A key another KmsKey has adopted (and so claimed) first.
+    claimed_key = create_key(kms, description="adopted by another KmsKey")
+    apply(kubectl, namespace, "key-claimed-first", {"keyId": claimed_key})
+    wait_ready(kubectl, namespace, "key-claimed-first", TIMEOUT)
+    apply(kubectl, namespace, "key-claimed", {"keyId": claimed_key})
+    settle("key-claimed")
 
     # A transient outage during an edit: retried with backoff, the edit's generation not yet observed.
     apply(kubectl, namespace, "kms-unavailable", {"description": "before"})
