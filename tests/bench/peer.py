@@ -9,14 +9,16 @@ side-by-side section on the same API server, in the same run:
 2. then, ours stopped, the peer: moto's server (`moto_server`) as KMS and STS, the ACK controller watching
    another new namespace; the same N keys (same names, same description) as ACK `Key` resources.
 
-Each controller runs alone and is measured the same way: apply → all Ready (first Ready=True of every key),
-the CPU seconds of the controller process over that window ÷ N (CPU per create), and its RSS after all are
-Ready and an idle window. Ratios are ours ÷ peer: below 1.0, ours is better.
+Each controller runs alone and is measured the same way: apply → all Ready (first Ready=True of every key);
+CPU per create, the CPU seconds of the controller process from the first create until it is quiet again
+after all are Ready, ÷ N; RSS per key, its RSS after all are Ready and an idle window, ÷ N. Ratios are
+ours ÷ peer: below 1.0, ours is better.
 
 Nothing may dial any address but 127.0.0.1: the peer gets static credentials, every AWS endpoint (KMS, STS)
 pointed at moto, the EC2 metadata service disabled, no inherited `AWS_*` variable, and 127.0.0.1 for every
-port it listens on; a socket audit samples the remote addresses of the peer's and moto's sockets throughout
-and fails the section if any is not loopback. Without `--peer-binary` the section is skipped and says so.
+port it listens on; a socket audit (`netaudit`) samples the remote ends of the sockets of the peer, moto and
+our operator throughout and fails the section if any is not loopback. Without `--peer-binary` the section is
+skipped and says so.
 """
 
 from __future__ import annotations
