@@ -236,7 +236,19 @@ def test_tenants_racing_for_each_others_keys_never_write_or_delete_a_foreign_key
 
     written, deleted, findings = judge(tenants, calls, keys)
     record(tenant_rounds=rounds, foreign_keys_written=len(written), foreign_keys_deleted=len(deleted))
+    # What the run really did, so a pass means something: claims won in the races, owners' own writes.
+    writes = [c for c in calls if not c.action.startswith(READ_PREFIXES) and c.status == 200]
+    claimed = {
+        k
+        for k in tenants.free_keys
+        for c in writes
+        if c.action == "TagResources" and k in json.dumps(c.params)
+    }
+    owner_writes = [c for c in writes if any(k in json.dumps(c.params) for k in tenants.homes)]
     record(tenant_raids=len(tenants.raid_uids), tenant_namespaces=tenant_count)
+    record(tenant_race_keys_claimed=len(claimed), tenant_owner_writes=len(owner_writes))
+    assert claimed, "no raced-for key was ever claimed: the scenario did not run"
+    assert owner_writes, "no owner ever changed its own key: the scenario did not run"
     record(operator_crashes=len(evidence))
     assert not evidence, evidence
     report = f"seed {seed}; " + "; ".join(findings[:20]) + "\nlast actions:\n" + "\n".join(log[-30:])
