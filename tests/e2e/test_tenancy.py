@@ -699,3 +699,47 @@ def test_a_key_deleted_outside_advises_only_what_leaves_nothing_behind_and_works
     fresh = wait_ready(kubectl, b, "deleted-outside", timeout=TIMEOUT)["status"]["keyId"]
     assert fresh != key_id
     assert describe(kms, fresh).key_state == "Enabled"
+
+
+# --- the cluster's identity in claims ---------------------------------------------------------------------
+
+
+def test_an_explicit_cluster_id_names_the_cluster_in_every_claim(
+    emulator: EmulatorHandle, kubeconfig: Path, kubectl: Kubectl, crd_installed: list[str], tmp_path: Path
+) -> None:
+    ns = new_namespace(kubectl, "named-cluster")
+    process = start(emulator, kubeconfig, tmp_path, "named", [ns], [ns], KMSKEY_CLUSTER_ID="prod-eu-1")
+    try:
+        key_id, _ = owned_key(kubectl, ns, "k", {"description": "in prod-eu-1"})
+    finally:
+        process.stop()
+    assert kms_key(emulator, key_id).tags[OWNER_CLUSTER] == "prod-eu-1"
+
+
+def test_an_operator_that_cannot_read_the_cluster_identity_stops_at_start_naming_the_setting(
+    control_plane: Any, emulator: EmulatorHandle, kubectl: Kubectl, crd_installed: list[str], tmp_path: Path
+) -> None:
+    """No KMSKEY_CLUSTER_ID and no `get` on namespaces/kube-system: no claim without a cluster, ever."""
+    from tests.harness.controlplane import write_kubeconfig
+
+    ns = new_namespace(kubectl, "no-identity")
+    kubectl("create", "serviceaccount", "bare", "-n", ns)
+    token = kubectl("create", "token", "bare", "-n", ns).stdout.strip()
+    bare = write_kubeconfig(
+        tmp_path / "bare.kubeconfig", control_plane.server, control_plane.ca_cert, user="bare", token=token
+    )
+    process = OperatorProcess(
+        kubeconfig=bare,
+        kms_endpoint=emulator.endpoint,
+        access_key_id=emulator.access_key_id,
+        access_key_secret=emulator.access_key_secret,
+        log_dir=tmp_path,
+        name="no-identity",
+        kms_ca_file=emulator.ca_file,
+        extra_env={"WATCH_NAMESPACES": ns, "KMSKEY_WEBHOOK_ENABLED": "false"},
+    )
+    with pytest.raises(RuntimeError, match="operator exited early") as stopped:
+        process.start(timeout=120)
+    assert "KMSKEY_CLUSTER_ID is not set" in str(stopped.value)
+    assert "403" in str(stopped.value)
+    assert "grant the operator `get` on namespaces/kube-system" in str(stopped.value)

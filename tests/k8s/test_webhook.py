@@ -45,7 +45,9 @@ class Webhook:
         self.process.stop()
 
 
-def start_webhook(kubectl: Kubectl, kubeconfig: Path, log_dir: Path, namespace: str) -> Webhook:
+def start_webhook(
+    kubectl: Kubectl, kubeconfig: Path, log_dir: Path, namespace: str, **extra_env: str
+) -> Webhook:
     (port,) = free_ports(1)
     configuration = f"kmskey-test-{secrets.token_hex(3)}.kms.alicloud.dev"
     cert_dir = log_dir / f"certs-{port}"
@@ -60,6 +62,7 @@ def start_webhook(kubectl: Kubectl, kubeconfig: Path, log_dir: Path, namespace: 
         "KMSKEY_WEBHOOK_CERT_CHECK_SECONDS": "1",
         "KMSKEY_ADOPTION_NAMESPACES": "*",
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     }
     spec = ProcessSpec(f"webhook-{port}", [sys.executable, "-m", "kmskey_operator.webhook"], env=env)
     process = ManagedProcess(spec, log_dir / f"webhook-{port}.log")
@@ -501,3 +504,33 @@ def test_admission_latency_over_300_dry_run_creates(
     print(report)
     record_property("admission_latency", report)
     assert p99 < 2000, report  # far below the 5 s timeout, with room for a loaded CI machine
+
+
+# --- tenancy: the namespace a request lands in is the one judged --------------------------------------------
+
+
+def test_adoption_is_judged_by_the_namespace_of_the_request_even_when_the_manifest_names_none(
+    kubectl: Kubectl, kubeconfig: Path, crd_installed: list[str], tmp_path: Path
+) -> None:
+    listed, unlisted = unique("adopters"), unique("others")
+    for ns in (listed, unlisted):
+        kubectl("create", "namespace", ns)
+    webhook = start_webhook(
+        kubectl,
+        kubeconfig,
+        tmp_path,
+        listed,
+        KMSKEY_WEBHOOK_NAMESPACES=f"{listed},{unlisted}",
+        KMSKEY_ADOPTION_NAMESPACES=listed,
+    )
+    try:
+        body = kmskey(unique("adopt"), {"keyId": "key-1"})  # no metadata.namespace: kubectl -n decides
+        assert "namespace" not in body["metadata"]
+        allowed = apply(kubectl, listed, body, "create")
+        assert allowed.returncode == 0, allowed.stderr
+        refused = apply(kubectl, unlisted, body, "create")
+        assert REFUSED in refused.stderr
+        assert f"KmsKeys in namespace {unlisted} may not adopt existing KMS keys" in refused.stderr
+    finally:
+        webhook.stop()
+        delete_configuration(kubectl, webhook)

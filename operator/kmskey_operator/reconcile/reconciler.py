@@ -95,6 +95,9 @@ class Reconciler:
     def __init__(
         self, gateway: KmsGateway, settings: Settings, *, liveness: claims.Liveness | None = None
     ) -> None:
+        if not settings.cluster_id:
+            # Claims name their cluster; without one a claim could not tell this cluster from another.
+            raise ValueError("Reconciler needs settings.cluster_id (KMSKEY_CLUSTER_ID, cluster_identity)")
         self.gateway = gateway
         self.settings = settings
         self.liveness: claims.Liveness = liveness or claims.Unknown()
