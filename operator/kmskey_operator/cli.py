@@ -47,6 +47,11 @@ def _run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, namespaces=tuple(args.namespace))
     logs.configure(settings)
     settings = cluster_identity.resolve(settings)  # the cluster named in claims; refuses to start without one
+
+    from kmskey_operator.kms import sts
+
+    # STS through the credentials library trusts KMSKEY_KMS_CA_BUNDLE too (it has no CA option of its own).
+    sts.trust_extra_ca(settings.kms_ca_bundle)
     # Not kopf's default registry, which imports the `kubernetes` client only to choose a login (login.py).
     # kube.py, the operator's own API access, uses the same connection as kopf.
     kube = KubeApi(relogin=login.connection)
@@ -56,10 +61,20 @@ def _run(args: argparse.Namespace) -> int:
     if webhook_enabled:
         import kmskey_operator.webhook  # noqa: F401  (registers the validating admission handler)
 
-    from kmskey_operator import health, memory, metrics
+    from kmskey_operator import health, memory, metrics, provider_configs
+    from kmskey_operator.accounts.kube import KubeReader
+    from kmskey_operator.accounts.registry import Registry
 
     gateway = KmsGateway(settings, observer=metrics.observe_kms_call)
-    runtime = handlers.Runtime(settings=settings, reconciler=Reconciler(gateway, settings), kube=kube)
+    # Provider configs: which account, credentials and rate limiter serve each KmsKey (accounts/).
+    reader = KubeReader(kube)
+    accounts = Registry(settings, reader=reader, operator_gateway=gateway, observer=metrics.observe_kms_call)
+    checker = provider_configs.StatusChecker(
+        accounts, provider_configs.status_writer(reader), interval=settings.provider_config_check_seconds
+    )
+    provider_configs.register(registry, accounts, checker)
+    reconciler = Reconciler(gateway, settings, accounts=accounts)
+    runtime = handlers.Runtime(settings=settings, reconciler=reconciler, kube=kube)
     readiness = health.Readiness(webhook_enabled=webhook_enabled)
     metrics.track_peering(peering=settings.peering_name is not None)
     metrics.on_activity(runtime.set_active)
@@ -82,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
         background.append(asyncio.create_task(runtime.scheduler.run_forever(), name="resync scheduler"))
         # After a wave of reconciles, hand the memory they freed back to the OS (see memory.py).
         background.append(asyncio.create_task(memory.release_after_waves(lambda: runtime.reconciles_started)))
+        background.append(asyncio.create_task(checker.run()))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_readiness(**_: Any) -> None:
@@ -93,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     liveness = f"http://{settings.health_host}:{settings.health_port}/healthz"
     kopf.run(
         registry=registry,
-        memo=kopf.Memo(runtime=runtime, settings=settings),
+        memo=kopf.Memo(runtime=runtime, settings=settings, config_reader=reader),
         ready_flag=readiness.started,
         insights=readiness.insights,
         # Our own identity: kopf's default asks the passwd database, which has no entry for the image's uid.

@@ -31,6 +31,11 @@ STALLED_REASONS = frozenset(
         names.REASON_KEY_PENDING_DELETION,
         names.REASON_DELETION_BLOCKED,
         names.REASON_KEY_DISABLED,  # a change the key's state blocks (rotation of a Disabled key)
+        # Provider configs: a reference or setting must change (a missing or broken config may still come).
+        names.REASON_PROVIDER_CONFIG_NOT_ALLOWED,
+        names.REASON_PROVIDER_CONFIG_CHANGED,
+        names.REASON_PROVIDER_CONFIG_ACCOUNT_CHANGED,
+        names.REASON_NO_PROVIDER_CONFIG,
     }
 )
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import kopf
 
+from kmskey_operator import redact
 from kmskey_operator.settings import Settings
 
 _SECRET_VARIABLES = ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN")
@@ -29,13 +30,14 @@ class RedactSecrets(logging.Filter):
         env = os.environ if env is None else env
         self._forms: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
-        for secret in [env[v] for v in _SECRET_VARIABLES if len(env.get(v, "")) >= 8] + list(_REGISTERED):
+        for secret in [env[v] for v in _SECRET_VARIABLES if len(env.get(v, "")) >= 8]:
             self.add(secret)
-        _REDACTORS.append(self)
+        for secret in redact.follow(self.add):
+            self.add(secret)
 
     def add(self, secret: str) -> None:
         """Blank this value (and its base64 form) too: credentials read at run time, e.g. from a Secret."""
-        if len(secret) < 8:
+        if len(secret) < redact.MIN_LENGTH:
             return
         forms = {secret, base64.b64encode(secret.encode()).decode()}
         if forms <= self._forms:
@@ -54,19 +56,6 @@ class RedactSecrets(logging.Filter):
                 record.msg = self._pattern.sub("[REDACTED]", message)
                 record.args = None
         return True
-
-
-_REDACTORS: list[RedactSecrets] = []
-_REGISTERED: set[str] = set()
-
-
-def register_secret(value: str) -> None:
-    """A credential the operator came to know (a provider config's Secret, a ServiceAccount token): no log
-    line will show it, in any redactor made before or after."""
-    if len(value) >= 8 and value not in _REGISTERED:
-        _REGISTERED.add(value)
-        for redactor in _REDACTORS:
-            redactor.add(value)
 
 
 class _RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -165,6 +165,11 @@ def observe_resync_start(delay_seconds: float) -> None:
     RESYNC_DELAY.observe(max(0.0, delay_seconds))
 
 
+def is_active() -> bool:
+    """Whether this replica processes resources now (standalone, or the active kopf peer)."""
+    return bool(ACTIVE._value.get() == 1)
+
+
 # --- whether this replica is the active kopf peer
 
 PEERING_LOGGER = "kopf._core.engines.peering"

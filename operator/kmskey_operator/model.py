@@ -12,6 +12,8 @@ import enum
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from kmskey_operator.accounts.refs import parse_ref
+
 _E = TypeVar("_E", bound=enum.StrEnum)
 
 
@@ -89,6 +91,8 @@ class KmsKeySpec:
     region_id: str | None = None
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     management_policy: ManagementPolicy = ManagementPolicy.MANAGE
+    # As written (kind, name, namespace); accounts.selection decides what it may name.
+    provider_config_ref: Mapping[str, str] | None = None
 
     @property
     def adopts_existing_key(self) -> bool:
@@ -136,6 +140,7 @@ SPEC_FIELDS = (
     "tags",
     "deletionPolicy",
     "managementPolicy",
+    "providerConfigRef",
 )
 
 # The seed's ForceNew arguments, plus the operator's own identity fields.
@@ -178,6 +183,13 @@ def parse_spec(spec: Mapping[str, Any] | None) -> KmsKeySpec:
         ):
             raise SpecError("tags", "must be a map of string keys to string values")
         values["tags"] = dict(tags)
+    ref = spec.get("providerConfigRef")
+    if ref is not None:
+        try:
+            parse_ref(ref, "")
+        except ValueError as error:
+            raise SpecError("providerConfigRef", str(error)) from None
+        values["provider_config_ref"] = dict(ref)
     values["deletion_policy"] = _parse_enum(spec, "deletionPolicy", DeletionPolicy, DeletionPolicy.RETAIN)
     values["management_policy"] = _parse_enum(
         spec, "managementPolicy", ManagementPolicy, ManagementPolicy.MANAGE

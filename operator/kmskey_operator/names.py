@@ -78,3 +78,11 @@ REASON_CLAIMED: Final = "Claimed"
 REASON_CLAIM_TAKEN_OVER: Final = "ClaimTakenOver"
 REASON_RECOVERED: Final = "Recovered"
 REASON_STATUS_CORRECTED: Final = "StatusCorrected"
+
+# Provider configs (accounts/): why no credentials serve a KmsKey.
+REASON_PROVIDER_CONFIG_NOT_ALLOWED: Final = "ProviderConfigNotAllowed"
+REASON_PROVIDER_CONFIG_NOT_FOUND: Final = "ProviderConfigNotFound"
+REASON_PROVIDER_CONFIG_NOT_READY: Final = "ProviderConfigNotReady"
+REASON_PROVIDER_CONFIG_CHANGED: Final = "ProviderConfigChanged"
+REASON_PROVIDER_CONFIG_ACCOUNT_CHANGED: Final = "ProviderConfigAccountChanged"
+REASON_NO_PROVIDER_CONFIG: Final = "NoProviderConfig"

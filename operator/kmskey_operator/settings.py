@@ -68,6 +68,9 @@ class Settings:
     default_credentials: str = "cluster"
     """KMSKEY_DEFAULT_CREDENTIALS: which provider configs may use `source: Default` (the operator's own
     credentials, also as an AssumeRole base): `none`, `cluster` (ClusterKmsProviderConfigs only) or `all`."""
+    cluster_provider_configs: bool = True
+    """KMSKEY_CLUSTER_PROVIDER_CONFIGS: serve ClusterKmsProviderConfigs (watch them cluster-wide, read
+    namespace labels); false serves only KmsProviderConfigs (for installs granted nothing cluster-scoped)."""
     credentials_recheck_seconds: float = 30.0
     """KMSKEY_CREDENTIALS_RECHECK_SECONDS: a provider config's Secret (and namespace labels) read longer ago
     is read again before its next use, so a rotated Secret takes effect within this many seconds."""
@@ -234,6 +237,7 @@ ENV_VARS: dict[str, str] = {
     "cluster_provider_config": "KMSKEY_CLUSTER_PROVIDER_CONFIG",
     "operator_credentials_fallback": "KMSKEY_OPERATOR_CREDENTIALS_FALLBACK",
     "default_credentials": "KMSKEY_DEFAULT_CREDENTIALS",
+    "cluster_provider_configs": "KMSKEY_CLUSTER_PROVIDER_CONFIGS",
     "credentials_recheck_seconds": "KMSKEY_CREDENTIALS_RECHECK_SECONDS",
     "provider_config_check_seconds": "KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS",
     "create_qps": "KMSKEY_CREATE_QPS",

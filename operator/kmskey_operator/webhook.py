@@ -31,6 +31,8 @@ from typing import Any, Literal
 import kopf
 
 from kmskey_operator import certs, directory, login, metrics, names, validation
+from kmskey_operator.accounts import admission as account_admission
+from kmskey_operator.accounts.kube import KubeReader
 from kmskey_operator.kube import KubeApi
 from kmskey_operator.settings import Settings
 
@@ -95,7 +97,28 @@ async def validate_kmskey(
     if not verdict.allowed:
         metrics.observe_admission(operation, "denied")
         raise kopf.AdmissionError(verdict.summary(), code=422)
-    metrics.observe_admission(operation, "warned" if verdict.warnings else "allowed")
+    # Provider configs (accounts/admission.py): reads the API server only for a KmsKey naming a config.
+    accounts = await account_admission.review(
+        namespace, new.get("spec"), old if operation == "UPDATE" else None, _config_reader(memo)
+    )
+    warnings.extend(accounts.warnings)
+    if accounts.errors:
+        metrics.observe_admission(operation, "denied")
+        raise kopf.AdmissionError("; ".join(accounts.errors) + ".", code=422)
+    metrics.observe_admission(operation, "warned" if warnings else "allowed")
+
+
+_READER: list[KubeReader] = []
+
+
+def _config_reader(memo: Any) -> KubeReader:
+    """The operator's reader (kopf's connection, from the memo); the webhook-only process makes its own."""
+    reader = memo.get("config_reader") if hasattr(memo, "get") else getattr(memo, "config_reader", None)
+    if isinstance(reader, KubeReader):
+        return reader
+    if not _READER:
+        _READER.append(KubeReader())
+    return _READER[0]
 
 
 def _shared_key_warnings(new: Mapping[str, Any], known: directory.Directory) -> list[str]:

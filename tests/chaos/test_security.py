@@ -253,7 +253,16 @@ NEEDED: dict[tuple[str, str], set[str]] = {
     ("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"},
     ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-    ("", "namespaces"): {"list", "watch", "get"},  # get: kube-system only, the cluster's UID for claims
+    # get: kube-system (the cluster's UID for claims), and namespace labels for provider-config selectors
+    ("", "namespaces"): {"list", "watch", "get"},
+    # Provider configs (#15): followed by a watch, read by name before a new key's account is decided, and
+    # their status written; Secrets read by name and ServiceAccount tokens requested where configs live.
+    ("kms.alicloud.dev", "kmsproviderconfigs"): {"get", "list", "watch"},
+    ("kms.alicloud.dev", "kmsproviderconfigs/status"): {"patch"},
+    ("kms.alicloud.dev", "clusterkmsproviderconfigs"): {"get", "list", "watch"},
+    ("kms.alicloud.dev", "clusterkmsproviderconfigs/status"): {"patch"},
+    ("", "secrets"): {"get"},
+    ("", "serviceaccounts/token"): {"create"},
 }
 RENDERS = {
     "default": [],

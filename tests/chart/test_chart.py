@@ -561,6 +561,35 @@ def test_rbac_has_no_wildcards(values: dict[str, Any]) -> None:
             assert "nonResourceURLs" not in rule
 
 
+PROVIDER_CONFIG_RULES = {
+    ("kms.alicloud.dev", "kmsproviderconfigs", "get"),
+    ("kms.alicloud.dev", "kmsproviderconfigs", "list"),
+    ("kms.alicloud.dev", "kmsproviderconfigs", "watch"),
+    ("kms.alicloud.dev", "kmsproviderconfigs/status", "patch"),
+}
+CLUSTER_PROVIDER_CONFIG_RULES = {
+    ("kms.alicloud.dev", "clusterkmsproviderconfigs", "get"),
+    ("kms.alicloud.dev", "clusterkmsproviderconfigs", "list"),
+    ("kms.alicloud.dev", "clusterkmsproviderconfigs", "watch"),
+    ("kms.alicloud.dev", "clusterkmsproviderconfigs/status", "patch"),
+    ("", "namespaces", "get"),
+}
+SECRET_RULES = {("", "secrets", "get"), ("", "serviceaccounts/token", "create")}
+
+
+def operator_roles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Roles for KmsKeys (namespaced mode), not the provider-config Roles for Secrets."""
+    return [r for r in of_kind(objects, "Role") if not r["metadata"]["name"].endswith("-provider-configs")]
+
+
+def secret_roles(objects: list[dict[str, Any]]) -> dict[str, set[tuple[str, str, str]]]:
+    return {
+        r["metadata"]["namespace"]: granted(r)
+        for r in of_kind(objects, "Role")
+        if r["metadata"]["name"].endswith("-provider-configs")
+    }
+
+
 def test_clusterwide_rbac_is_exactly_what_the_operator_uses() -> None:
     objects = template()
     assert granted(one(objects, "ClusterRole")) == {
@@ -571,11 +600,13 @@ def test_clusterwide_rbac_is_exactly_what_the_operator_uses() -> None:
         ("", "events", "create"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-        ("", "namespaces", "get"),
+        *PROVIDER_CONFIG_RULES,
+        *CLUSTER_PROVIDER_CONFIG_RULES,
     }
-    (identity,) = [r for r in rules(objects, "ClusterRole") if r["resources"] == ["namespaces"]]
-    assert identity["resourceNames"] == ["kube-system"]  # the cluster's UID for claims, nothing else
-    assert of_kind(objects, "Role") == []
+    # namespaces get: the cluster's UID for claims (kube-system), and namespace labels for cluster configs.
+    assert operator_roles(objects) == []
+    # Secrets: only in the release namespace unless providerConfigs.namespaces names more.
+    assert secret_roles(objects) == {"kmskey-system": SECRET_RULES}
     binding = one(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "kms-kmskey-operator", "namespace": "kmskey-system"}
@@ -584,23 +615,97 @@ def test_clusterwide_rbac_is_exactly_what_the_operator_uses() -> None:
 
 def test_namespaced_mode_renders_a_role_and_binding_per_watched_namespace() -> None:
     objects = template(NAMESPACED)
-    roles = of_kind(objects, "Role")
+    roles = operator_roles(objects)
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    assert sorted(b["metadata"]["namespace"] for b in of_kind(objects, "RoleBinding")) == ["team-a", "team-b"]
+    bindings = [b for b in of_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-configs")]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert ("kms.alicloud.dev", "kmskeys", "patch") in granted(roles[0])
-    # What stays cluster-wide is only kopf's scanning: no access to any KmsKey outside the namespaces.
+    assert granted(roles[0]) >= PROVIDER_CONFIG_RULES
+    assert secret_roles(objects) == {ns: SECRET_RULES for ns in ("kmskey-system", "team-a", "team-b")}
+    # What stays cluster-wide is kopf's scanning and ClusterKmsProviderConfigs: no access to any KmsKey or
+    # Secret outside the namespaces.
     assert granted(one(objects, "ClusterRole")) == {
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
         ("", "namespaces", "list"),
         ("", "namespaces", "watch"),
-        ("", "namespaces", "get"),
+        *CLUSTER_PROVIDER_CONFIG_RULES,
     }
-    without_scanning = template({**NAMESPACED, "rbac.clusterScanning": False})
-    assert granted(one(without_scanning, "ClusterRole")) == {("", "namespaces", "get")}
-    named = template({**NAMESPACED, "rbac.clusterScanning": False, "tenancy.clusterId": "prod-eu"})
+    without_scanning = template(
+        {**NAMESPACED, "rbac.clusterScanning": False, "providerConfigs.clusterConfigs": False}
+    )
+    assert granted(one(without_scanning, "ClusterRole")) == {("", "namespaces", "get")}  # kube-system only
+    assert env_of(without_scanning)["KMSKEY_CLUSTER_PROVIDER_CONFIGS"]["value"] == "false"
+    named = template(
+        {
+            **NAMESPACED,
+            "rbac.clusterScanning": False,
+            "tenancy.clusterId": "prod-eu",
+            "providerConfigs.clusterConfigs": False,
+        }
+    )
     assert of_kind(named, "ClusterRole") == []
     assert of_kind(named, "ClusterRoleBinding") == []
+
+
+def test_secrets_are_readable_only_by_name_and_only_where_provider_configs_live() -> None:
+    objects = template({"providerConfigs.namespaces": ["team-a", "team-b", "kmskey-system"]})
+    assert secret_roles(objects) == {ns: SECRET_RULES for ns in ("kmskey-system", "team-a", "team-b")}
+    bindings = {
+        b["metadata"]["namespace"]: b
+        for b in of_kind(objects, "RoleBinding")
+        if b["metadata"]["name"].endswith("-provider-configs")
+    }
+    assert set(bindings) == {"kmskey-system", "team-a", "team-b"}
+    assert bindings["team-a"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kms-kmskey-operator", "namespace": "kmskey-system"}
+    ]
+    # Nowhere else, and never list or watch: a Secret is only ever read by name.
+    for kind in RBAC_KINDS:
+        for role in of_kind(objects, kind):
+            secrets = {v for group, resource, v in granted(role) if resource == "secrets"}
+            assert secrets <= {"get"}, role["metadata"]["name"]
+            if secrets:
+                assert kind == "Role"
+
+
+def test_provider_config_values_become_the_operators_settings() -> None:
+    env = env_of(
+        template(
+            {
+                "providerConfigs.clusterDefault": "shared",
+                "providerConfigs.operatorFallback": False,
+                "providerConfigs.defaultCredentials": "none",
+                "providerConfigs.recheckSeconds": 10,
+                "providerConfigs.stsEndpoint": "sts-vpc.cn-hangzhou.aliyuncs.com",
+            }
+        )
+    )
+    assert {k: v["value"] for k, v in env.items() if "PROVIDER" in k or "CREDENTIALS" in k or "STS" in k} == {
+        "KMSKEY_CLUSTER_PROVIDER_CONFIG": "shared",
+        "KMSKEY_OPERATOR_CREDENTIALS_FALLBACK": "false",
+        "KMSKEY_DEFAULT_CREDENTIALS": "none",
+        "KMSKEY_CLUSTER_PROVIDER_CONFIGS": "true",
+        "KMSKEY_CREDENTIALS_RECHECK_SECONDS": "10",
+        "KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS": "300",
+        "KMSKEY_STS_ENDPOINT": "sts-vpc.cn-hangzhou.aliyuncs.com",
+    }
+    assert "KMSKEY_STS_ENDPOINT" not in env_of(template())
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"providerConfigs.defaultCredentials": "everyone"}, "defaultCredentials"),
+        ({"providerConfigs.stsEndpoint": "https://sts.aliyuncs.com"}, "stsEndpoint"),
+        ({"providerConfigs.clusterDefault": "Not A Name"}, "clusterDefault"),
+    ],
+)
+def test_bad_provider_config_values_are_refused(values: dict[str, Any], message: str) -> None:
+    args = [arg for key, value in values.items() for arg in ("--set-json", f"{key}={json.dumps(value)}")]
+    result = helm("template", "kms", str(CHART), *args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
 
 
 # -- HA ----------------------------------------------------------------------------------------------------
@@ -643,7 +748,7 @@ def test_namespaced_ha_peers_through_a_kopf_peering_per_namespace() -> None:
     objects = template({**HA, **NAMESPACED})
     assert sorted(p["metadata"]["namespace"] for p in of_kind(objects, "KopfPeering")) == ["team-a", "team-b"]
     assert of_kind(objects, "ClusterKopfPeering") == []
-    for role in of_kind(objects, "Role"):
+    for role in operator_roles(objects):
         assert ("kopf.dev", "kopfpeerings", "patch") in granted(role)
 
 

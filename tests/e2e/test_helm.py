@@ -370,6 +370,22 @@ SELF_REVIEWS = {
     ("selfsubjectrulesreviews.authorization.k8s.io", "[]", "create"),
 }
 CAN_I_LINE = re.compile(r"^(\S*)\s+(\[.*?\])\s+(\[.*?\])\s+(\[.*?\])\s*$")
+# Provider configs: KmsProviderConfigs where KmsKeys are served; ClusterKmsProviderConfigs and namespace
+# labels (their selectors) cluster-wide; Secrets and ServiceAccount tokens only where configs live.
+PROVIDER_CONFIGS = {
+    ("kmsproviderconfigs.kms.alicloud.dev", "[]", "get"),
+    ("kmsproviderconfigs.kms.alicloud.dev", "[]", "list"),
+    ("kmsproviderconfigs.kms.alicloud.dev", "[]", "watch"),
+    ("kmsproviderconfigs.kms.alicloud.dev/status", "[]", "patch"),
+}
+CLUSTER_PROVIDER_CONFIGS = {
+    ("clusterkmsproviderconfigs.kms.alicloud.dev", "[]", "get"),
+    ("clusterkmsproviderconfigs.kms.alicloud.dev", "[]", "list"),
+    ("clusterkmsproviderconfigs.kms.alicloud.dev", "[]", "watch"),
+    ("clusterkmsproviderconfigs.kms.alicloud.dev/status", "[]", "patch"),
+    ("namespaces", "[]", "get"),
+}
+SECRETS = {("secrets", "[]", "get"), ("serviceaccounts/token", "[]", "create")}
 
 
 def test_service_account_can_do_only_what_the_operator_needs(
@@ -387,8 +403,12 @@ def test_service_account_can_do_only_what_the_operator_needs(
         ("customresourcedefinitions.apiextensions.k8s.io", "[]", "list"),
         ("customresourcedefinitions.apiextensions.k8s.io", "[]", "watch"),
         ("namespaces", "[kube-system]", "get"),  # the cluster's UID for the claims on keys
+        *PROVIDER_CONFIGS,
+        *CLUSTER_PROVIDER_CONFIGS,
     }
     assert not any("*" in resource or verb == "*" for resource, _, verb in granted)
+    # Secrets only where provider configs live: the release namespace (providerConfigs.namespaces is empty).
+    assert can_i_list(kubectl, account, release.namespace) >= SECRETS
 
 
 def test_finalizer_semantics_hold_through_an_operator_upgrade(
@@ -564,9 +584,14 @@ def test_namespaced_ha_release_from_install_to_uninstall(
         ("namespaces", "[]", "list"),
         ("namespaces", "[]", "watch"),
         ("namespaces", "[kube-system]", "get"),
+        *PROVIDER_CONFIGS,
+        *CLUSTER_PROVIDER_CONFIGS,
+        *SECRETS,
     }
     assert can_i_list(kubectl, sa, other) - SELF_REVIEWS == {
-        entry for entry in in_watched if entry[0].startswith(("customresourcedefinitions", "namespaces"))
+        entry
+        for entry in in_watched
+        if entry[0].startswith(("customresourcedefinitions", "namespaces", "clusterkmsproviderconfigs"))
     }
 
     # The operator as this release's ServiceAccount, peering through the chart's KopfPeering (mandatory).

@@ -45,6 +45,8 @@ class OperatorProcess:
             "KMS_ENDPOINT": kms_endpoint,
             "KMS_PROTOCOL": "https" if kms_ca_file else "http",
             **trust,
+            # The emulator answers STS on its KMS listener; never the public sts.<region>.aliyuncs.com.
+            "KMSKEY_STS_ENDPOINT": kms_endpoint,
             "ALIBABA_CLOUD_ACCESS_KEY_ID": access_key_id,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": access_key_secret,
             "ALIBABA_CLOUD_REGION_ID": region_id,

@@ -91,6 +91,13 @@ def emulator(control_plane: ControlPlane) -> Iterator[EmulatorHandle]:
         yield emu
 
 
+@pytest.fixture(autouse=True)
+def _no_config_left_behind(kubectl: Kubectl, namespace: str) -> Iterator[None]:
+    """Later modules' operators watch the whole cluster: leave them no provider config to check."""
+    yield
+    kubectl("-n", namespace, "delete", "kmsproviderconfigs", "--all", check=False)
+
+
 def make_registry(emulator: EmulatorHandle, **overrides: Any) -> Registry:
     settings = Settings(
         kms_endpoint=emulator.endpoint,
@@ -312,3 +319,66 @@ def test_a_cluster_config_serves_only_the_namespaces_its_selector_admits(
     assert isinstance(named, Unresolved)
     assert named.reason == selection.PROVIDER_CONFIG_NOT_ALLOWED
     assert asyncio.run(registry.check(ConfigRef(ConfigKind.CLUSTER, "shared"))).account_id == HOME
+
+
+def test_a_config_the_watch_has_not_delivered_yet_is_read_before_falling_back(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str, crd_installed: list[str]
+) -> None:
+    # Applied just before its KmsKey, the config may not be in the watch-fed index yet: the registry must not
+    # conclude "no config" and serve the key from the operator's own account.
+    create_secret(kubectl, namespace, "kms-keys", accessKeyId="ak-a1", accessKeySecret="secret-a1-0123456789")
+    body = {
+        "apiVersion": "kms.alicloud.dev/v1alpha1",
+        "kind": "KmsProviderConfig",
+        "metadata": {"name": "default", "namespace": namespace},
+        "spec": {"credentials": SECRET},
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(body))
+    registry = make_registry(emulator)  # its index is empty: nothing was upserted
+
+    target = resolve(registry, namespace)
+    assert isinstance(target, Target)
+    assert target.record == "KmsProviderConfig/default"
+    assert target.account_id == HOME
+
+
+class CountingReader(KubeReader):
+    """The real reader, counting the config reads (the boundary this test is about)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config_reads = 0
+
+    async def provider_config(self, ref: ConfigRef) -> Any:
+        self.config_reads += 1
+        return await super().provider_config(ref)
+
+
+def test_one_read_that_found_no_config_answers_for_kmskeys_created_before_it_only(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str, crd_installed: list[str]
+) -> None:
+    settings = Settings(kms_endpoint=emulator.endpoint, kms_protocol="http", sts_endpoint=emulator.endpoint)
+    reader = CountingReader()
+    registry = Registry(settings, reader=reader, operator_gateway=KmsGateway(settings))
+    old = time.time() - 60
+
+    async def burst() -> list[Target | Unresolved]:
+        return [await registry.target_for(namespace, {}, {}, created_at=old) for _ in range(50)]
+
+    targets = asyncio.run(burst())
+    assert all(isinstance(t, Target) and t.record == "Operator" for t in targets)
+    assert reader.config_reads == 1  # the first read answers for the other 49 (all created before it)
+
+    # A config applied now, and a KmsKey created after it: the stale "absent" cannot answer for that key.
+    create_secret(kubectl, namespace, "kms-keys", accessKeyId="ak-a1", accessKeySecret="secret-a1-0123456789")
+    body = {
+        "apiVersion": "kms.alicloud.dev/v1alpha1",
+        "kind": "KmsProviderConfig",
+        "metadata": {"name": "default", "namespace": namespace},
+        "spec": {"credentials": SECRET},
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(body))
+    later = asyncio.run(registry.target_for(namespace, {}, {}, created_at=time.time()))
+    assert isinstance(later, Target)
+    assert later.record == "KmsProviderConfig/default"
+    assert reader.config_reads == 2

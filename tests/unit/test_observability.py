@@ -13,7 +13,7 @@ import kopf
 import prometheus_client as prom
 import pytest
 
-from kmskey_operator import health, logs, metrics, names, webhook
+from kmskey_operator import health, logs, metrics, names, redact, webhook
 from kmskey_operator.settings import Settings
 
 
@@ -226,7 +226,7 @@ def test_secret_values_and_their_base64_are_blanked_from_whole_lines() -> None:
 def test_a_secret_registered_at_run_time_is_blanked_by_redactors_made_before_and_after() -> None:
     earlier = logs.RedactSecrets({})
     secret = "run-time-secret-" + "x7" * 8
-    logs.register_secret(secret)
+    redact.register_secret(secret)
     later = logs.RedactSecrets({})
     line = f"key {secret} and {base64.b64encode(secret.encode()).decode()}"
 

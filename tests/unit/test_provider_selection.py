@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -357,3 +358,88 @@ def test_admission_refuses_a_reference_that_would_move_an_existing_key() -> None
     assert "cannot move to KmsProviderConfig team-a/other" in moved.errors[0]
     assert legacy.errors
     assert "the operator's own credentials" in legacy.errors[0]
+
+
+# -- the documented examples ------------------------------------------------------------------------------
+
+
+def test_the_per_team_examples_are_valid_configs_and_kmskeys() -> None:
+    import yaml
+
+    from kmskey_operator import validation
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "accounts"
+    documents = [d for p in sorted(examples.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    kinds = {ConfigKind.NAMESPACED.value: ConfigKind.NAMESPACED, ConfigKind.CLUSTER.value: ConfigKind.CLUSTER}
+    configs = [parse_config(d, kinds[d["kind"]]) for d in documents if d["kind"] in kinds]
+    keys = [d for d in documents if d["kind"] == "KmsKey"]
+    assert len(configs) == 3
+    assert len(keys) == 3
+    for key in keys:
+        assert validation.validate_spec(key["spec"]).allowed, key
+    lookup = lookup_from(*configs)
+    shared = next(c for c in configs if c.ref.kind is ConfigKind.CLUSTER)
+    assert shared.admits({"kms.example.com/shared": "true"})
+    for key in keys:
+        namespace = key["metadata"]["namespace"]
+        labels = {"kms.example.com/shared": "true"} if namespace == "team-c" else {}
+        chosen = select(
+            namespace,
+            parse_ref(key["spec"].get("providerConfigRef"), namespace),
+            None,
+            has_recorded_key=False,
+            namespace_labels=labels,
+            lookup=lookup,
+            policy=Policy(operator_fallback=False),
+        )
+        assert isinstance(chosen, Selected), chosen
+
+
+class FakeReader:
+    """The API server as admission sees it: configs by reference, namespace labels."""
+
+    def __init__(self, configs: dict[ConfigRef, dict[str, Any]], labels: dict[str, str]) -> None:
+        self.configs = configs
+        self.labels = labels
+
+    async def provider_config(self, ref: ConfigRef) -> dict[str, Any] | None:
+        return self.configs.get(ref)
+
+    async def namespace_labels(self, namespace: str) -> dict[str, str]:
+        return self.labels
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
+        raise AssertionError("admission never reads a Secret")
+
+    async def service_account_token(self, namespace: str, name: str, *, audience: str, seconds: int) -> Any:
+        raise AssertionError("admission never requests a token")
+
+
+def test_the_webhook_refuses_moving_or_removing_the_reference_of_an_existing_key() -> None:
+    import asyncio
+
+    from kmskey_operator.accounts import admission
+
+    mine = body(ConfigKind.NAMESPACED, "mine", {"credentials": {"source": "Default"}}, "team-a")
+    other = body(ConfigKind.NAMESPACED, "other", {"credentials": {"source": "Default"}}, "team-a")
+    reader = FakeReader(
+        {
+            ConfigRef(ConfigKind.NAMESPACED, "mine", "team-a"): mine,
+            ConfigRef(ConfigKind.NAMESPACED, "other", "team-a"): other,
+        },
+        {},
+    )
+    old = {
+        "spec": {"providerConfigRef": {"name": "mine"}},
+        "status": {"keyId": "k", "providerConfig": "KmsProviderConfig/mine"},
+    }
+
+    def review(spec: dict[str, Any]) -> selection.Admission:
+        return asyncio.run(admission.review("team-a", spec, old, reader))  # type: ignore[arg-type]
+
+    assert review({"providerConfigRef": {"name": "mine"}}) == selection.Admission()
+    assert (
+        "cannot move to KmsProviderConfig team-a/other"
+        in review({"providerConfigRef": {"name": "other"}}).errors[0]
+    )
+    assert "cannot be removed" in review({}).errors[0]

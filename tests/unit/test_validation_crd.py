@@ -121,6 +121,8 @@ def test_status_lists_its_fields_and_only_kopf_preserves_unknown_fields(version:
         "observedGeneration",
         "lastSyncTime",
         "regionId",
+        "providerConfig",
+        "accountId",
         "message",
         "conditions",
         "kopf",
@@ -135,7 +137,7 @@ def test_printer_columns_show_key_state_and_conditions(version: dict[str, Any]) 
     default = [name for name, c in columns.items() if c.get("priority", 0) == 0]
     wide = [name for name, c in columns.items() if c.get("priority", 0) == 1]
     assert default == ["KEY-ID", "STATE", "SPEC", "USAGE", "READY", "SYNCED", "AGE"]
-    assert wide == ["ROTATION", "PROTECTION", "LAST-SYNC", "REASON"]
+    assert wide == ["ROTATION", "PROTECTION", "LAST-SYNC", "REASON", "ACCOUNT"]
     assert columns["READY"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
 
 
@@ -151,7 +153,7 @@ def test_the_region_pattern_is_the_one_validation_applies(version: dict[str, Any
 
 def test_the_identity_rules_are_cel_transition_rules_on_the_root(version: dict[str, Any]) -> None:
     rules = version["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
-    assert [r["fieldPath"] for r in rules] == [".spec.keyId", ".spec.regionId"]
+    assert [r["fieldPath"] for r in rules] == [".spec.keyId", ".spec.regionId", ".spec.providerConfigRef"]
     for rule in rules:
         assert "oldSelf" in rule["rule"]
         assert "!has(oldSelf.status.keyId)" in rule["rule"]  # free until a key is recorded

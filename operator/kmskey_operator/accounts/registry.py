@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kmskey_operator import logs
+from kmskey_operator import names, redact
 from kmskey_operator.accounts import selection
 from kmskey_operator.accounts.config import (
     AssumeRoleSource,
@@ -55,8 +55,10 @@ from kmskey_operator.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-PROVIDER_CONFIG_NOT_READY = "ProviderConfigNotReady"
+PROVIDER_CONFIG_NOT_READY = names.REASON_PROVIDER_CONFIG_NOT_READY
+ACCOUNT_CHANGED = names.REASON_PROVIDER_CONFIG_ACCOUNT_CHANGED
 TOKEN_SECONDS = 3600
+ABSENT_MARGIN = 2.0  # seconds: creationTimestamp's granularity plus clock skew with the API server
 _CREDENTIAL_ERRORS = (
     "InvalidAccessKeyId",
     "SignatureDoesNotMatch",
@@ -122,6 +124,7 @@ class _Resolved:
     identity: sts.CallerIdentity
     gateway: KmsGateway
     read_at: float
+    credential: Any  # the credentials client (holds the provider and its STS cache)
 
 
 class Registry:
@@ -146,20 +149,26 @@ class Registry:
         self._operator = operator_gateway
         self._observer = observer
         self._gateway_class = _with_credentials_context(gateway_class)
+        # Every gateway shares the process's one call pool (kms/transport.py): one bound on calls in flight.
         self._gateway_options = dict(gateway_options or {})
         self._clock = clock
         self._configs: dict[ConfigRef, ProviderConfig] = {}
+        # When a read last found a config absent (wall clock, for comparison with creationTimestamps).
+        self._absent: dict[ConfigRef, float] = {}
         self._resolved: dict[ConfigRef, _Resolved] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._labels: dict[str, tuple[Mapping[str, str], float]] = {}
         self._tokens: dict[tuple[str, str, str], tuple[Path, float, float]] = {}
         self._token_dir = token_dir
+        # Called with a config whose credentials KMS or STS refused (the status checker re-checks it).
+        self.on_trouble: Callable[[ConfigRef], None] | None = None
 
     # -- the index of configs (fed by the kopf handlers of both kinds) ---------------------------------------
 
     def upsert(self, body: Mapping[str, Any], kind: ConfigKind) -> ProviderConfig:
         config = config_or_invalid(body, kind)
         self._configs[config.ref] = config
+        self._absent.pop(config.ref, None)
         return config
 
     def remove(self, ref: ConfigRef) -> None:
@@ -170,10 +179,19 @@ class Registry:
         return self._configs.get(ref)
 
     def invalidate(self, ref: ConfigRef) -> None:
-        """Re-read the config's credentials before its next use (KMS refused the current ones)."""
+        """Re-read the config's credentials before its next use."""
         resolved = self._resolved.get(ref)
         if resolved is not None:
             resolved.read_at = float("-inf")
+
+    def refused(self, ref: ConfigRef) -> None:
+        """KMS refused the config's credentials: re-read them before the next use, and re-check the config."""
+        self.invalidate(ref)
+        if self.on_trouble is not None:
+            self.on_trouble(ref)
+
+    def configs(self) -> list[ProviderConfig]:
+        return list(self._configs.values())
 
     @property
     def queued_calls(self) -> int:
@@ -183,15 +201,25 @@ class Registry:
     # -- resolution ------------------------------------------------------------------------------------------
 
     async def target_for(
-        self, namespace: str, spec: Mapping[str, Any], status: Mapping[str, Any]
+        self,
+        namespace: str,
+        spec: Mapping[str, Any],
+        status: Mapping[str, Any],
+        *,
+        created_at: float | None = None,
     ) -> Target | Unresolved:
-        """The target serving a KmsKey of `namespace` with this spec and status."""
+        """The target serving a KmsKey of `namespace` with this spec and status (`created_at`: its
+        creationTimestamp, which lets one read of the API server answer for every KmsKey created before)."""
         try:
             declared = parse_ref(spec.get("providerConfigRef"), namespace)
         except ValueError as error:
             return Unresolved(selection.PROVIDER_CONFIG_NOT_ALLOWED, f"spec.providerConfigRef: {error}")
         recorded = parse_record(status.get("providerConfig"), namespace)
         has_key = bool(status.get("keyId"))
+        try:
+            await self._confirm_absent(namespace, declared, recorded, has_key, created_at)
+        except ReadError as error:
+            return Unresolved(PROVIDER_CONFIG_NOT_READY, f"cannot read provider configs: {error}")
         labels: Mapping[str, str] = {}
         if self._needs_labels(namespace, declared, recorded, has_key):
             try:
@@ -217,6 +245,13 @@ class Registry:
         """The target of one config (None: the operator's own credentials), e.g. for `plan` and `import`."""
         if ref is None:
             return await self._target(Selected(None, "the operator's own credentials"))
+        if ref not in self._configs:
+            try:
+                body = await self._reader.provider_config(ref)
+            except ReadError as error:
+                return Unresolved(PROVIDER_CONFIG_NOT_READY, f"cannot read {ref.describe()}: {error}")
+            if body is not None:
+                self.upsert(body, ref.kind)
         config = self.lookup(ref)
         if config is None:
             return Unresolved(selection.PROVIDER_CONFIG_NOT_FOUND, f"{ref.describe()} does not exist")
@@ -228,11 +263,20 @@ class Registry:
         if config is None:
             return ConfigCheck(False, selection.PROVIDER_CONFIG_NOT_FOUND, f"{ref.describe()} does not exist")
         self.invalidate(ref)
+        before = self._resolved.get(ref)
         try:
             resolved = await self._resolve(config)
+            identity = resolved.identity
+            if resolved is before:
+                # Unchanged credentials come back from the cache: ask STS again, they may be revoked.
+                identity = await sts.caller_identity(resolved.credential, self._sts_endpoint(config))
         except CredentialsProblem as problem:
             return ConfigCheck(False, _problem_reason(config), problem.message)
-        identity = resolved.identity
+        except KmsError as error:
+            self.invalidate(ref)
+            return ConfigCheck(
+                False, "CredentialsUnavailable", f"STS refused the credentials: {error.describe()}"
+            )
         return ConfigCheck(
             True,
             "CredentialsVerified",
@@ -265,6 +309,49 @@ class Registry:
             ref=config.ref,
             name=f"{config.ref.describe()} (account {resolved.identity.account_id})",
         )
+
+    async def _confirm_absent(
+        self,
+        namespace: str,
+        declared: ConfigRef | None,
+        recorded: ConfigRef | str | None,
+        has_key: bool,
+        created_at: float | None,
+    ) -> None:
+        """Ask the API server for each config selection may consult that the index does not hold.
+
+        The index follows a watch, which can lag behind: a config applied just before its KmsKey may not be
+        in it yet, and treating it as absent would serve the key from a default (another account), for
+        good. A key that exists is pinned to its recorded config, so this costs reads only until then; and
+        a read that found a config absent answers for every KmsKey created ABSENT_MARGIN seconds before it
+        started (creationTimestamp has whole seconds, and the API server's clock may be a little off ours), so
+        a burst of new KmsKeys costs one read.
+        """
+        wanted: list[ConfigRef] = [r for r in (declared, recorded) if isinstance(r, ConfigRef)]
+        if declared is None and recorded is None and not has_key:
+            wanted.append(ConfigRef(ConfigKind.NAMESPACED, selection.NAMESPACE_DEFAULT, namespace))
+            if self.policy.cluster_default:
+                wanted.append(ConfigRef(ConfigKind.CLUSTER, self.policy.cluster_default))
+        for ref in wanted:
+            if ref in self._configs:
+                continue
+            if ref.kind is ConfigKind.CLUSTER and not self.settings.cluster_provider_configs:
+                continue
+            if ref.kind is ConfigKind.NAMESPACED and ref.namespace != namespace:
+                continue  # refused by selection whatever exists
+            absent_since = self._absent.get(ref)
+            if (
+                absent_since is not None
+                and created_at is not None
+                and created_at + ABSENT_MARGIN <= absent_since
+            ):
+                continue
+            started = time.time()
+            body = await self._reader.provider_config(ref)
+            if body is not None:
+                self.upsert(body, ref.kind)
+            else:
+                self._absent[ref] = max(started, self._absent.get(ref, 0.0))
 
     def _needs_labels(
         self, namespace: str, declared: ConfigRef | None, recorded: ConfigRef | str | None, has_key: bool
@@ -331,9 +418,9 @@ class Registry:
         )
         assert isinstance(gateway, _CredentialsContext)
         gateway.bind(
-            f"{config.ref.describe()} (account {identity.account_id})", lambda: self.invalidate(config.ref)
+            f"{config.ref.describe()} (account {identity.account_id})", lambda: self.refused(config.ref)
         )
-        resolved = _Resolved(fingerprint, config.generation, identity, gateway, now)
+        resolved = _Resolved(fingerprint, config.generation, identity, gateway, now, credential)
         self._resolved[config.ref] = resolved
         logger.info(
             "%s resolved to account %s as %s",
@@ -419,7 +506,7 @@ class Registry:
         token = values.get(source.security_token_key) if source.security_token_key else None
         for value in (secret, token):
             if value:
-                logs.register_secret(value)
+                redact.register_secret(value)
         digest = hashlib.sha256("\n".join([key_id, secret, token or ""]).encode()).hexdigest()
         return _Material(sts.static_keys(key_id, secret, token), f"secret:{digest}")
 
@@ -463,7 +550,7 @@ class Registry:
             )
         except ReadError as error:
             raise CredentialsProblem(str(error)) from None
-        logs.register_secret(token)
+        redact.register_secret(token)
         if self._token_dir is None:
             self._token_dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="kmskey-oidc-"))
         digest = hashlib.sha256("\n".join(key).encode()).hexdigest()[:24]

@@ -20,16 +20,17 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kmskey_operator import names
 from kmskey_operator.accounts.config import ProviderConfig
 from kmskey_operator.accounts.refs import OPERATOR_RECORD, ConfigKind, ConfigRef, parse_record, parse_ref
 
 NAMESPACE_DEFAULT = "default"
 
-# Reasons (one CamelCase word each) of a refused selection; Synced=False carries them.
-PROVIDER_CONFIG_NOT_ALLOWED = "ProviderConfigNotAllowed"
-PROVIDER_CONFIG_NOT_FOUND = "ProviderConfigNotFound"
-PROVIDER_CONFIG_CHANGED = "ProviderConfigChanged"
-NO_PROVIDER_CONFIG = "NoProviderConfig"
+# Reasons of a refused selection (Synced=False carries them); names.py holds every such string.
+PROVIDER_CONFIG_NOT_ALLOWED = names.REASON_PROVIDER_CONFIG_NOT_ALLOWED
+PROVIDER_CONFIG_NOT_FOUND = names.REASON_PROVIDER_CONFIG_NOT_FOUND
+PROVIDER_CONFIG_CHANGED = names.REASON_PROVIDER_CONFIG_CHANGED
+NO_PROVIDER_CONFIG = names.REASON_NO_PROVIDER_CONFIG
 
 Lookup = Callable[[ConfigRef], ProviderConfig | None]
 

@@ -153,6 +153,36 @@ async def caller_identity(credential: Any, endpoint: StsEndpoint) -> CallerIdent
     return CallerIdentity(account, str(body.get("Arn") or ""), str(body.get("IdentityType") or ""))
 
 
+def trust_extra_ca(ca_bundle: str | None, directory: str | None = None) -> str | None:
+    """Make `ca_bundle` trusted by the credentials library's STS calls, which take no CA option.
+
+    The library verifies with `ssl.create_default_context()` (the system roots, read from SSL_CERT_FILE when
+    it is set) plus certifi. So SSL_CERT_FILE is pointed at one file holding what it held before (or the
+    system's default roots), certifi's roots and `ca_bundle`: trust is only added to, never narrowed. Nothing
+    is done without an extra CA. Returns the file written, if any.
+    """
+    import os
+    import ssl
+    import tempfile
+
+    import certifi
+
+    if not ca_bundle:
+        return None
+    before = os.environ.get("SSL_CERT_FILE") or ssl.get_default_verify_paths().openssl_cafile
+    parts = [before, ssl.get_default_verify_paths().cafile, certifi.where(), ca_bundle]
+    texts = []
+    for path in dict.fromkeys(parts):
+        if path and os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                texts.append(handle.read().strip())
+    fd, combined = tempfile.mkstemp(prefix="kmskey-ca-", suffix=".pem", dir=directory)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(texts) + "\n")
+    os.environ["SSL_CERT_FILE"] = combined
+    return combined
+
+
 def _http_options(endpoint: StsEndpoint) -> Any:
     from alibabacloud_credentials.http import HttpOptions
 

@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from kmskey_operator import claims, conditions, names, validation
+from kmskey_operator.accounts.refs import OPERATOR_RECORD
+from kmskey_operator.accounts.registry import ACCOUNT_CHANGED, Registry, Target, Unresolved
 from kmskey_operator.conditions import FALSE, TRUE, Condition
 from kmskey_operator.kms.errors import ErrorKind, KmsError
 from kmskey_operator.kms.gateway import KmsGateway
@@ -84,6 +86,7 @@ class _Pass:
     resource: Resource
     spec: KmsKeySpec
     region: str
+    gateway: KmsGateway  # the credentials and account serving this resource (accounts.registry)
     me: claims.Claimant
     paused: bool
     observe_only: bool
@@ -93,19 +96,41 @@ class _Pass:
 
 class Reconciler:
     def __init__(
-        self, gateway: KmsGateway, settings: Settings, *, liveness: claims.Liveness | None = None
+        self,
+        gateway: KmsGateway,
+        settings: Settings,
+        *,
+        liveness: claims.Liveness | None = None,
+        accounts: Registry | None = None,
     ) -> None:
         if not settings.cluster_id:
             # Claims name their cluster; without one a claim could not tell this cluster from another.
             raise ValueError("Reconciler needs settings.cluster_id (KMSKEY_CLUSTER_ID, cluster_identity)")
-        self.gateway = gateway
+        self.gateway = gateway  # the operator's own credentials
         self.settings = settings
+        self.accounts = accounts  # None: every KmsKey is served by `gateway` (no provider configs)
         self.liveness: claims.Liveness = liveness or claims.Unknown()
         # One lock per KMS key: a claim is checked, written and relied on with no other reconcile of this
         # process in between (KMS has no conditional tagging; the active replica is the only writer).
         self._key_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+
+    async def _target(self, resource: Resource) -> Target | Unresolved:
+        """Which credentials, account and rate limiter serve this resource (accounts.registry)."""
+        if self.accounts is None:
+            return Target(self.gateway, self.settings.region_id, OPERATOR_RECORD, "", None, "the operator")
+        target = await self.accounts.target_for(
+            resource.namespace, resource.spec, resource.status, created_at=resource.created_at
+        )
+        recorded = resource.status.get("accountId")
+        if isinstance(target, Target) and recorded and target.account_id and target.account_id != recorded:
+            return Unresolved(
+                ACCOUNT_CHANGED,
+                f"the key lives in account {recorded}, but {target.name} now acts in another account; give "
+                f"{target.ref.describe() if target.ref else 'it'} credentials of account {recorded} again",
+            )
+        return target
 
     def claimant(self, resource: Resource) -> claims.Claimant:
         return claims.Claimant(self.settings.cluster_id, resource.namespace, resource.name, resource.uid)
@@ -134,10 +159,15 @@ class Reconciler:
         if not verdict.allowed:
             # Admission normally refuses this; it got in while the webhook was down or disabled.
             return report.invalid(verdict.summary())
+        target = await self._target(resource)
+        if isinstance(target, Unresolved):
+            return report.unresolved(target, attempt)
+        report.target = target
         step = _Pass(
             resource=resource,
             spec=spec,
-            region=spec.region_id or self.settings.region_id,
+            region=spec.region_id or target.default_region,
+            gateway=target.gateway,
             me=self.claimant(resource),
             paused=resource.annotations.get(names.PAUSED_ANNOTATION, "").lower() == "true",
             observe_only=spec.management_policy is ManagementPolicy.OBSERVE,
@@ -190,7 +220,7 @@ class Reconciler:
             )
         async with self._locked(step.region, key_id):
             observed = await observe(
-                self.gateway, step.region, key_id, with_policy=step.spec.policy is not None
+                step.gateway, step.region, key_id, with_policy=step.spec.policy is not None
             )
             claim = claims.read(observed.tags)
             if not claims.is_mine(claim, step.me):
@@ -208,7 +238,7 @@ class Reconciler:
         async with self._locked(step.region, wanted):
             try:
                 observed = await observe(
-                    self.gateway, step.region, wanted, with_policy=step.spec.policy is not None
+                    step.gateway, step.region, wanted, with_policy=step.spec.policy is not None
                 )
             except KmsError as error:
                 if error.kind is ErrorKind.GONE:
@@ -218,7 +248,7 @@ class Reconciler:
             if key_id != wanted:  # spec.keyId is an alias or ARN: hold the real key's lock too, and re-read
                 async with self._locked(step.region, key_id):
                     observed = dataclasses.replace(
-                        observed, tags=await self.gateway.list_key_tags(step.region, key_id)
+                        observed, tags=await step.gateway.list_key_tags(step.region, key_id)
                     )
                     return await self._claim_and_manage(report, step, observed)
             return await self._claim_and_manage(report, step, observed)
@@ -295,7 +325,7 @@ class Reconciler:
         calls = plan.update_calls(changes, spec, observed, region)
         if calls:
             await self._write(report, step, calls)
-            fresh = await self.gateway.describe_key(region, meta.key_id)
+            fresh = await step.gateway.describe_key(region, meta.key_id)
             report.mirror(fresh, region)
             retagged = changes.change("tags")
             if retagged is not None:
@@ -306,11 +336,11 @@ class Reconciler:
         return report.synced(meta, spec, changes)
 
     async def _write(self, report: _Report, step: _Pass, calls: Sequence[KmsCall]) -> None:
-        report.outcome.writes += await apply(self.gateway, step.region, calls, resource=step.resource.ref)
+        report.outcome.writes += await apply(step.gateway, step.region, calls, resource=step.resource.ref)
 
     async def _observe_or_gone(self, step: _Pass, key_id: str) -> ObservedKey | None:
         try:
-            return await observe(self.gateway, step.region, key_id, with_policy=step.spec.policy is not None)
+            return await observe(step.gateway, step.region, key_id, with_policy=step.spec.policy is not None)
         except KmsError as error:
             if error.kind is ErrorKind.GONE:
                 return None
@@ -318,7 +348,7 @@ class Reconciler:
 
     async def _find_claimed(self, report: _Report, step: _Pass) -> str | None:
         """The key carrying this resource's claim (ListKeys by owner UID); the first if several do."""
-        found = sorted(await self.gateway.find_keys_by_tag(step.region, names.OWNER_TAG_KEY, step.me.uid))
+        found = sorted(await step.gateway.find_keys_by_tag(step.region, names.OWNER_TAG_KEY, step.me.uid))
         if len(found) > 1:
             report.warn(
                 names.REASON_RECONCILING,
@@ -330,7 +360,7 @@ class Reconciler:
         spec, region = step.spec, step.region
         claim = claims.claim_tags(step.me, adopted=False)
         call = plan.create_call(spec, claim)
-        created = await self.gateway.create_key(region, call.params)
+        created = await step.gateway.create_key(region, call.params)
         report.outcome.writes += 1
         report.event("Normal", names.REASON_CREATED, f"Created KMS key {created.key_id} in {region}")
         logger.info(
@@ -346,7 +376,7 @@ class Reconciler:
         if calls:
             async with self._locked(region, created.key_id):
                 await self._write(report, step, calls)
-                meta = await self.gateway.describe_key(region, created.key_id)
+                meta = await step.gateway.describe_key(region, created.key_id)
             report.mirror(meta, region)
         return report.synced(meta, spec, followups)
 
@@ -394,21 +424,28 @@ class Reconciler:
             )
             outcome.release = True
             return outcome
+        serving = await self._target(resource)
+        if isinstance(serving, Unresolved):
+            # As during a KMS outage: retried until the deletion timeout, then released with the key kept.
+            return report.unresolved_deletion(serving, recorded, attempt, runtime, self.settings)
+        gateway = serving.gateway
+        if not (recorded and resource.status.get("regionId")) and not spec.region_id:
+            region = serving.default_region
         me = self.claimant(resource)
         key_id = recorded
         try:
             target: tuple[KeyMetadata, claims.Claim] | None = None
             foreign: KeyMetadata | None = None
             if recorded:
-                read = await self._read_claim(region, recorded)
+                read = await self._read_claim(gateway, region, recorded)
                 if read is not None and claims.is_mine(read[1], me) and read[1] is not None:
                     target = (read[0], read[1])
                 elif read is not None:
                     foreign = read[0]
             if target is None:
-                found = sorted(await self.gateway.find_keys_by_tag(region, names.OWNER_TAG_KEY, me.uid))
+                found = sorted(await gateway.find_keys_by_tag(region, names.OWNER_TAG_KEY, me.uid))
                 for candidate in found:
-                    read = await self._read_claim(region, candidate)
+                    read = await self._read_claim(gateway, region, candidate)
                     if read is not None and read[1] is not None and claims.is_mine(read[1], me):
                         target = (read[0], read[1])
                         break
@@ -451,11 +488,11 @@ class Reconciler:
             calls = plan.deletion_calls(key_id, spec.pending_window_in_days, turn_off_protection=protected)
             async with self._locked(region, key_id):
                 # The claim is checked again under the key's lock, just before the write.
-                again = await self._read_claim(region, key_id)
+                again = await self._read_claim(gateway, region, key_id)
                 if again is None or not claims.is_mine(again[1], me):
                     outcome.retry_after = REOBSERVE_DELAY
                     return outcome
-                outcome.writes += await apply(self.gateway, region, calls, resource=resource.ref)
+                outcome.writes += await apply(gateway, region, calls, resource=resource.ref)
         except KmsError as error:
             if runtime >= self.settings.deletion_timeout_seconds:
                 report.event(
@@ -482,15 +519,17 @@ class Reconciler:
         outcome.release = True
         return outcome
 
-    async def _read_claim(self, region: str, key_id: str) -> tuple[KeyMetadata, claims.Claim | None] | None:
+    async def _read_claim(
+        self, gateway: KmsGateway, region: str, key_id: str
+    ) -> tuple[KeyMetadata, claims.Claim | None] | None:
         """The key and the claim on it; None when the key does not exist."""
         try:
-            meta = await self.gateway.describe_key(region, key_id)
+            meta = await gateway.describe_key(region, key_id)
         except KmsError as error:
             if error.kind is ErrorKind.GONE:
                 return None
             raise
-        return meta, claims.read(await self.gateway.list_key_tags(region, meta.key_id or key_id))
+        return meta, claims.read(await gateway.list_key_tags(region, meta.key_id or key_id))
 
 
 def _pending(changes: Diff) -> str:
@@ -506,6 +545,7 @@ class _Report:
         self._conditions: list[Condition] = []
         self.adopting: str | None = None  # the spec.keyId being adopted, if any
         self.region = ""
+        self.target: Target | None = None  # what served this reconcile (accounts.registry)
 
     # --- building blocks
 
@@ -545,9 +585,43 @@ class _Report:
         status["lastSyncTime"] = conditions.now_rfc3339()
         if synced_generation:
             status["observedGeneration"] = self.resource.generation
+        if self.target is not None and (status.get("keyId") or self.resource.status.get("keyId")):
+            # Which config (and account) the key came through: it stays there (accounts.selection).
+            status.update(self.target.status_fields())
+            arn = str(status.get("arn") or self.resource.status.get("arn") or "")
+            if "accountId" not in status and arn.count(":") >= 4:
+                status["accountId"] = arn.split(":")[3]
         return self.outcome
 
     # --- outcomes
+
+    def unresolved(self, problem: Unresolved, attempt: int) -> Outcome:
+        """No credentials serve the resource (a provider config is missing, refused or broken)."""
+        self.set_synced(FALSE, problem.reason, problem.message)
+        if not self.resource.status.get("keyId"):
+            self.set_ready(FALSE, problem.reason, "the key has not been created yet: " + problem.message)
+        self.warn(problem.reason, problem.message)
+        self.outcome.error_code = problem.reason
+        self.outcome.retry_after = backoff_delay(attempt)
+        return self.finish(synced_generation=False)
+
+    def unresolved_deletion(
+        self, problem: Unresolved, key_id: Any, attempt: int, runtime: float, settings: Settings
+    ) -> Outcome:
+        if runtime >= settings.deletion_timeout_seconds:
+            self.event(
+                "Warning",
+                names.REASON_RETAINED,
+                f"gave up scheduling deletion of KMS key {key_id} after {int(runtime)}s ({problem.message}); "
+                "the key is kept: schedule its deletion in KMS yourself",
+            )
+            self.outcome.release = True
+            return self.outcome
+        self.set_synced(FALSE, problem.reason, f"deletion waits for credentials: {problem.message}")
+        self.warn(problem.reason, problem.message)
+        self.outcome.error_code = problem.reason
+        self.outcome.retry_after = max(DELETION_BLOCKED_DELAY / 2, backoff_delay(attempt))
+        return self.finish(synced_generation=False)
 
     def invalid(self, message: str) -> Outcome:
         self.set_synced(FALSE, names.REASON_INVALID_SPEC, message)

@@ -134,6 +134,14 @@ Each verb is one the operator was seen to use, running as this ServiceAccount (t
 - apiGroups: ["kms.alicloud.dev"]
   resources: ["kmskeys/status"]
   verbs: ["patch"]
+# KmsProviderConfigs are followed with a watch (an index in memory), read by name before a new key's
+# account is decided (the watch may lag behind the apply), and their status is written.
+- apiGroups: ["kms.alicloud.dev"]
+  resources: ["kmsproviderconfigs"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["kms.alicloud.dev"]
+  resources: ["kmsproviderconfigs/status"]
+  verbs: ["patch"]
 # Events (Created, DriftCorrected, AccessDenied, ...) are posted with the core v1 API, never updated.
 - apiGroups: [""]
   resources: ["events"]
@@ -148,4 +156,16 @@ Each verb is one the operator was seen to use, running as this ServiceAccount (t
   resourceNames: [{{ include "kmskey-operator.peeringName" . | quote }}]
   verbs: ["patch"]
 {{- end }}
+{{- end }}
+
+{{/*
+The namespaces where provider configs may read Secrets and request ServiceAccount tokens: the release
+namespace, the watched namespaces, and providerConfigs.namespaces (each once, in that order).
+*/}}
+{{- define "kmskey-operator.providerConfigNamespaces" -}}
+{{- $all := list .Release.Namespace }}
+{{- range concat .Values.watchNamespaces .Values.providerConfigs.namespaces }}
+{{- if not (has . $all) }}{{ $all = append $all . }}{{ end }}
+{{- end }}
+{{- join "," $all }}
 {{- end }}
