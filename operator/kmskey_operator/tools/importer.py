@@ -24,6 +24,7 @@ from kmskey_operator.kms.gateway import KmsGateway
 from kmskey_operator.reconcile import export
 from kmskey_operator.reconcile.observe import observe
 from kmskey_operator.settings import Settings
+from kmskey_operator.tools import accounts as tool_accounts
 from kmskey_operator.tools.readonly import ReadOnlyGateway
 
 
@@ -127,6 +128,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output-dir", type=Path, metavar="DIR", help="with --all: write NAME.yaml files here, not stdout"
     )
+    tool_accounts.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,19 +138,14 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"kmskey-operator import: {problem}", file=sys.stderr)
         return 1
-    gateway = ReadOnlyGateway(settings)
     try:
-        if not args.all:
-            one = asyncio.run(
-                import_key(gateway, settings.region_id, args.key_id, name=args.name, namespace=args.namespace)
-            )
-            sys.stdout.write(to_yaml(one.body))
-            return 0
-        filters = parse_filters(args.filter)
-        found, notes = asyncio.run(import_all(gateway, settings.region_id, filters, namespace=args.namespace))
-    except (ImportRefused, KmsError, ValueError) as error:
+        found, notes = asyncio.run(_import(settings, args))
+    except (ImportRefused, KmsError, ValueError, tool_accounts.ConfigProblem) as error:
         print(f"kmskey-operator import: {error}", file=sys.stderr)
         return 1
+    if not args.all:
+        sys.stdout.write(to_yaml(found[0].body))
+        return 0
     for note in notes:
         print(f"kmskey-operator import: {note}", file=sys.stderr)
     if args.output_dir is not None:
@@ -156,6 +153,38 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write("".join(f"---\n{to_yaml(item.body)}" for item in found))
     print(f"kmskey-operator import: {len(found)} manifest(s)", file=sys.stderr)
     return 0
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> tuple[list[Imported], list[str]]:
+    """The manifests to print: with --provider-config the key is read with that config's credentials, and
+    each manifest names the config (and its namespace)."""
+    operator_gateway = ReadOnlyGateway(settings)
+    gateway: KmsGateway = operator_gateway
+    region, namespace = settings.region_id, args.namespace
+    ref = tool_accounts.ref_from(args)
+    if ref is not None:
+        accounts = tool_accounts.ToolAccounts(settings, operator_gateway)
+        try:
+            target = await accounts.named(ref)
+        finally:
+            await accounts.aclose()  # the API server was needed for the config only
+        gateway, region = target.gateway, target.default_region
+        if ref.namespace is not None:
+            if namespace and namespace != ref.namespace:
+                raise ValueError(
+                    f"--namespace {namespace}: a KmsKey may use only its own namespace's KmsProviderConfig "
+                    f"({ref.describe()})"
+                )
+            namespace = ref.namespace
+    notes: list[str] = []
+    if args.all:
+        found, notes = await import_all(gateway, region, parse_filters(args.filter), namespace=namespace)
+    else:
+        found = [await import_key(gateway, region, args.key_id, name=args.name, namespace=namespace)]
+    if ref is not None:
+        for item in found:
+            item.body["spec"]["providerConfigRef"] = tool_accounts.reference(ref)
+    return found, notes
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:

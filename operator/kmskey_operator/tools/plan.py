@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kmskey_operator import claims, model, names, validation
+from kmskey_operator.accounts.refs import ConfigRef
+from kmskey_operator.accounts.registry import Target
 from kmskey_operator.kms.errors import ErrorKind, KmsError
 from kmskey_operator.kms.gateway import KmsGateway
 from kmskey_operator.kms.types import KmsCall
@@ -34,6 +36,7 @@ from kmskey_operator.reconcile import plan
 from kmskey_operator.reconcile.diff import Blocked, Conflict, FieldChange, diff
 from kmskey_operator.reconcile.observe import observe
 from kmskey_operator.settings import Settings
+from kmskey_operator.tools import accounts as tool_accounts
 from kmskey_operator.tools import cluster, manifests
 from kmskey_operator.tools.manifests import Manifest
 from kmskey_operator.tools.readonly import ReadOnlyGateway
@@ -247,10 +250,62 @@ def _preview_create(result: ManifestPlan, spec: model.KmsKeySpec, region: str, m
 
 
 async def plan_all(
-    settings: Settings, targets: Sequence[tuple[Manifest, Mapping[str, Any] | None]]
+    settings: Settings,
+    targets: Sequence[tuple[Manifest, Mapping[str, Any] | None]],
+    *,
+    config: ConfigRef | None = None,
 ) -> list[ManifestPlan]:
+    """Plan each manifest with the credentials the operator would use for it: `config` when given, the
+    config the KmsKey names or its key came through, else the operator's own (tools/accounts.py)."""
     gateway = ReadOnlyGateway(settings)
-    return [await plan_manifest(gateway, settings, m, live=live) for m, live in targets]
+    accounts = tool_accounts.ToolAccounts(settings, gateway)
+    try:
+        return [await _plan_one(gateway, settings, accounts, m, live, config) for m, live in targets]
+    finally:
+        await accounts.aclose()
+
+
+async def _plan_one(
+    gateway: KmsGateway,
+    settings: Settings,
+    accounts: tool_accounts.ToolAccounts,
+    manifest: Manifest,
+    live: Mapping[str, Any] | None,
+    config: ConfigRef | None,
+) -> ManifestPlan:
+    try:
+        target = await _target(accounts, manifest, live, config)
+    except tool_accounts.ConfigProblem as problem:
+        refused = ManifestPlan(manifest.source, manifest.namespace, manifest.name)
+        refused.errors.append(str(problem))
+        return refused
+    if target is None:
+        return await plan_manifest(gateway, settings, manifest, live=live)
+    served = dataclasses.replace(settings, region_id=target.default_region)
+    result = await plan_manifest(target.gateway, served, manifest, live=live)
+    result.notes.append(f"KMS as seen with the credentials of {target.name}")
+    return result
+
+
+async def _target(
+    accounts: tool_accounts.ToolAccounts,
+    manifest: Manifest,
+    live: Mapping[str, Any] | None,
+    config: ConfigRef | None,
+) -> Target | None:
+    if config is not None:
+        return await accounts.named(config)
+    spec = _mapping(manifest.body.get("spec"))
+    status = _mapping((live or {}).get("status"))
+    if not tool_accounts.involves_configs(spec, status):
+        return None
+    namespace = manifest.namespace or str(_mapping(_mapping(live).get("metadata")).get("namespace") or "")
+    if not namespace:
+        raise tool_accounts.ConfigProblem(
+            f"{manifest.source} names a provider config but no metadata.namespace: set it, or give "
+            "--provider-config NAMESPACE/NAME"
+        )
+    return await accounts.for_kmskey(namespace, spec, status)
 
 
 def exit_code(plans: Sequence[ManifestPlan]) -> int:
@@ -367,6 +422,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="plan the live KmsKey (its status.keyId); with -f, plan the file as an edit of it",
     )
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="default: text")
+    tool_accounts.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -381,12 +437,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         found, notes = manifests.load(args.filename, sys.stdin)
         targets = _targets(found, args.from_cluster)
-    except (manifests.ManifestError, cluster.ClusterError) as error:
+        config = tool_accounts.ref_from(args)
+    except (manifests.ManifestError, cluster.ClusterError, tool_accounts.ConfigProblem) as error:
         print(f"kmskey-operator plan: {error}", file=sys.stderr)
         return EXIT_ERROR
     if not targets:
         notes.append("no KmsKey manifests found")
-    plans = asyncio.run(plan_all(settings, targets))
+    plans = asyncio.run(plan_all(settings, targets, config=config))
     render = render_json if args.output == "json" else render_text
     sys.stdout.write(render(plans, notes))
     return exit_code(plans)
