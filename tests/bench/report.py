@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.bench import transport
+from tests.bench import accounts, transport
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,6 +85,8 @@ def targets(quota_floor_seconds: float) -> list[Target]:
         Target("peer_cpu_per_create_ratio", "peer row: CPU per create, ours ÷ peer < 1", 1.0, strict=True),
         # Issue 18's HTTPS targets (tests/bench/transport.py).
         *(Target(key, label, limit) for key, label, limit in transport.TARGETS),
+        # Issue 15's two-account row (tests/bench/accounts.py).
+        *(Target(key, label, limit) for key, label, limit in accounts.TARGETS),
     ]
 
 
@@ -123,6 +125,7 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
         "{:.0f}",
     ),
     *transport.ROWS,
+    *accounts.ROWS,
 )
 
 

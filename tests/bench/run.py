@@ -11,7 +11,9 @@ One run starts a real kube-apiserver + etcd, the KMS emulator as its own process
 6. the operator idle at 1,000+ keys (RSS, CPU), then a no-op resync wave of the 1,000 keys (reads and
    writes per key, CPU, RSS);
 7. with --peer-binary only, the peer row (tests/bench/peer.py): a fresh operator, then AWS's ACK
-   kms-controller against moto, each alone with the same 1,000 keys and quotas off, as ratios.
+   kms-controller against moto, each alone with the same 1,000 keys and quotas off, as ratios;
+8. two accounts bursting 1,000 keys each at once (tests/bench/accounts.py): a second emulator serving both
+   accounts, a fresh operator with a KmsProviderConfig per account's namespace, both against one floor.
 
 It prints a table and writes tests/bench/results/latest.json and latest.md (or --output-dir). Every wait is
 bounded; the processes it starts are stopped by PID when it ends.
@@ -39,7 +41,7 @@ from kms_emulator.admin_client import AdminClient
 from kms_emulator.credentials import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from kmskey_operator import names
 from kmskey_operator.kms.ratelimit import CallClass, call_class
-from tests.bench import cluster, peer, procstat, report, transport
+from tests.bench import accounts, cluster, peer, procstat, report, transport
 from tests.harness.controlplane import ControlPlane, missing_binaries
 from tests.harness.operator import OperatorProcess
 from tests.harness.processes import PROXY_VARIABLES, ManagedProcess, ProcessSpec
@@ -515,6 +517,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     set_backend_quotas=admin.set_quotas,
                 )
             )
+
+        def start_for_accounts(accounts_endpoint: transport.KmsEndpoint) -> OperatorProcess:
+            # Only the two accounts' namespaces: the 1,150 keys above are another emulator's.
+            namespaces = ",".join(accounts.ACCOUNTS)
+            ours = operator_process(
+                plane, accounts_endpoint, log_dir, "operator-accounts", WATCH_NAMESPACES=namespaces
+            )
+            ours.start()
+            wait_operator_ready(plane, ours)
+            return ours
+
+        log("two accounts, 1,000 keys each at once (tests/bench/accounts.py)")
+        results.update(
+            accounts.section(plane, log_dir, keys=args.keys, log=log, start_operator=start_for_accounts)
+        )
     results["bench_wall_seconds"] = time.monotonic() - started
     results["finished_at"] = report.now_iso()
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
