@@ -247,7 +247,7 @@ def test_a_status_pointed_at_someone_elses_key_heals_back_and_makes_zero_writes_
 
 # What the operator uses, and so all the chart may grant: (API group, resource) -> verbs.
 NEEDED: dict[tuple[str, str], set[str]] = {
-    ("kms.alicloud.dev", "kmskeys"): {"list", "watch", "patch"},
+    ("kms.alicloud.dev", "kmskeys"): {"get", "list", "watch", "patch"},
     ("kms.alicloud.dev", "kmskeys/status"): {"patch"},
     ("", "events"): {"create"},
     ("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"},

@@ -593,6 +593,7 @@ def secret_roles(objects: list[dict[str, Any]]) -> dict[str, set[tuple[str, str,
 def test_clusterwide_rbac_is_exactly_what_the_operator_uses() -> None:
     objects = template()
     assert granted(one(objects, "ClusterRole")) == {
+        ("kms.alicloud.dev", "kmskeys", "get"),
         ("kms.alicloud.dev", "kmskeys", "list"),
         ("kms.alicloud.dev", "kmskeys", "watch"),
         ("kms.alicloud.dev", "kmskeys", "patch"),

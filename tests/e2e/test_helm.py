@@ -395,6 +395,7 @@ def test_service_account_can_do_only_what_the_operator_needs(
     granted = can_i_list(kubectl, account, namespace)
     print("can-i --list:", sorted(granted))
     assert granted - SELF_REVIEWS == {
+        ("kmskeys.kms.alicloud.dev", "[]", "get"),
         ("kmskeys.kms.alicloud.dev", "[]", "list"),
         ("kmskeys.kms.alicloud.dev", "[]", "watch"),
         ("kmskeys.kms.alicloud.dev", "[]", "patch"),
@@ -571,6 +572,7 @@ def test_namespaced_ha_release_from_install_to_uninstall(
     # RBAC: KmsKeys and events only in the watched namespace, kopf's peering object there, scanning.
     in_watched = can_i_list(kubectl, sa, watched) - SELF_REVIEWS
     assert in_watched == {
+        ("kmskeys.kms.alicloud.dev", "[]", "get"),
         ("kmskeys.kms.alicloud.dev", "[]", "list"),
         ("kmskeys.kms.alicloud.dev", "[]", "watch"),
         ("kmskeys.kms.alicloud.dev", "[]", "patch"),
