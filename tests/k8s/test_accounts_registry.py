@@ -11,8 +11,8 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -98,6 +98,30 @@ def _no_config_left_behind(kubectl: Kubectl, namespace: str) -> Iterator[None]:
     kubectl("-n", namespace, "delete", "kmsproviderconfigs", "--all", check=False)
 
 
+_READERS: list[KubeReader] = []
+T = TypeVar("T")
+R = TypeVar("R", bound=KubeReader)
+
+
+def opened(reader: R) -> R:
+    """A reader this module closes after each run (its session belongs to that run's event loop)."""
+    _READERS.append(reader)
+    return reader
+
+
+def run(awaitable: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, closing the readers' API sessions on the loop that opened them."""
+
+    async def main() -> T:
+        try:
+            return await awaitable
+        finally:
+            for reader in _READERS:
+                await reader.aclose()
+
+    return asyncio.run(main())
+
+
 def make_registry(emulator: EmulatorHandle, **overrides: Any) -> Registry:
     settings = Settings(
         kms_endpoint=emulator.endpoint,
@@ -108,7 +132,7 @@ def make_registry(emulator: EmulatorHandle, **overrides: Any) -> Registry:
         **overrides,
     )
     operator_gateway = KmsGateway(settings, credential=None)
-    return Registry(settings, reader=KubeReader(), operator_gateway=operator_gateway)
+    return Registry(settings, reader=opened(KubeReader()), operator_gateway=operator_gateway)
 
 
 def config_body(
@@ -131,7 +155,7 @@ def replace_secret(kubectl: Kubectl, namespace: str, name: str, **data: str) -> 
 
 
 def resolve(registry: Registry, namespace: str, spec: dict[str, Any] | None = None) -> Target | Unresolved:
-    return asyncio.run(registry.target_for(namespace, spec or {}, {}))
+    return run(registry.target_for(namespace, spec or {}, {}))
 
 
 async def create_key(target: Target) -> str:
@@ -153,7 +177,7 @@ def test_a_namespace_default_config_serves_its_keys_in_its_account_and_rotation_
     assert isinstance(target, Target)
     assert target.account_id == HOME
     assert target.record == "KmsProviderConfig/default"
-    assert asyncio.run(create_key(target)).startswith(f"acs:kms:cn-hangzhou:{HOME}:key/")
+    assert run(create_key(target)).startswith(f"acs:kms:cn-hangzhou:{HOME}:key/")
 
     replace_secret(
         kubectl, namespace, "kms-keys", accessKeyId="ak-a2", accessKeySecret="secret-a2-0123456789"
@@ -162,7 +186,7 @@ def test_a_namespace_default_config_serves_its_keys_in_its_account_and_rotation_
     emulator.reset_calls()
     rotated = resolve(registry, namespace)
     assert isinstance(rotated, Target)
-    asyncio.run(create_key(rotated))
+    run(create_key(rotated))
     assert set(emulator.call_counts_by_access_key()) == {"ak-a2"}
 
 
@@ -214,7 +238,7 @@ def test_assume_role_on_secret_credentials_reaches_the_other_account(
     target = resolve(registry, namespace, {"providerConfigRef": {"name": "cross"}})
     assert isinstance(target, Target)
     assert target.account_id == TEAM
-    assert asyncio.run(create_key(target)).startswith(f"acs:kms:cn-hangzhou:{TEAM}:key/")
+    assert run(create_key(target)).startswith(f"acs:kms:cn-hangzhou:{TEAM}:key/")
     refused = resolve(registry, namespace, {"providerConfigRef": {"name": "wrong-id"}})
     assert isinstance(refused, Unresolved)
     assert "NoPermission" in refused.message
@@ -270,7 +294,7 @@ def test_kms_refusing_the_credentials_names_the_config_and_forces_a_fresh_read(
     emulator.set_fault("DescribeKey", code="InvalidAccessKeyId.NotFound", status=404, times=1)
     try:
         with pytest.raises(KmsError) as error:
-            asyncio.run(target.gateway.describe_key("cn-hangzhou", "whatever"))
+            run(target.gateway.describe_key("cn-hangzhou", "whatever"))
     finally:
         emulator.clear_faults()
     assert f"[credentials of KmsProviderConfig {namespace}/default (account {HOME})]" in str(error.value)
@@ -280,7 +304,7 @@ def test_kms_refusing_the_credentials_names_the_config_and_forces_a_fresh_read(
     )
     fresh = resolve(registry, namespace)  # re-read at once, although the recheck interval is an hour
     assert isinstance(fresh, Target)
-    asyncio.run(create_key(fresh))
+    run(create_key(fresh))
     assert set(emulator.call_counts_by_access_key()) == {"ak-a2"}
 
 
@@ -318,7 +342,7 @@ def test_a_cluster_config_serves_only_the_namespaces_its_selector_admits(
     )
     assert isinstance(named, Unresolved)
     assert named.reason == selection.PROVIDER_CONFIG_NOT_ALLOWED
-    assert asyncio.run(registry.check(ConfigRef(ConfigKind.CLUSTER, "shared"))).account_id == HOME
+    assert run(registry.check(ConfigRef(ConfigKind.CLUSTER, "shared"))).account_id == HOME
 
 
 def test_a_config_the_watch_has_not_delivered_yet_is_read_before_falling_back(
@@ -358,14 +382,14 @@ def test_one_read_that_found_no_config_answers_for_kmskeys_created_before_it_onl
     emulator: EmulatorHandle, kubectl: Kubectl, namespace: str, crd_installed: list[str]
 ) -> None:
     settings = Settings(kms_endpoint=emulator.endpoint, kms_protocol="http", sts_endpoint=emulator.endpoint)
-    reader = CountingReader()
+    reader = opened(CountingReader())
     registry = Registry(settings, reader=reader, operator_gateway=KmsGateway(settings))
     old = time.time() - 60
 
     async def burst() -> list[Target | Unresolved]:
         return [await registry.target_for(namespace, {}, {}, created_at=old) for _ in range(50)]
 
-    targets = asyncio.run(burst())
+    targets = run(burst())
     assert all(isinstance(t, Target) and t.record == "Operator" for t in targets)
     assert reader.config_reads == 1  # the first read answers for the other 49 (all created before it)
 
@@ -378,7 +402,7 @@ def test_one_read_that_found_no_config_answers_for_kmskeys_created_before_it_onl
         "spec": {"credentials": SECRET},
     }
     kubectl("apply", "-f", "-", input=json.dumps(body))
-    later = asyncio.run(registry.target_for(namespace, {}, {}, created_at=time.time()))
+    later = run(registry.target_for(namespace, {}, {}, created_at=time.time()))
     assert isinstance(later, Target)
     assert later.record == "KmsProviderConfig/default"
     assert reader.config_reads == 2
