@@ -44,7 +44,8 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bench import cluster, netaudit, procstat, report
-from tests.harness.controlplane import ControlPlane, free_ports
+from tests.harness.controlplane import ControlPlane
+from tests.harness.ports import free_ports
 from tests.harness.processes import ManagedProcess, ProcessSpec
 
 SKIP_MESSAGE = (

@@ -20,7 +20,7 @@ from kms_emulator.admin_client import AdminClient
 from tests.chaos.audit import audit
 from tests.chaos.conftest import OperatorFactory, crashes, record, scale
 from tests.chaos.kube import Kube, condition, poll, wait_all_ready
-from tests.harness.controlplane import free_ports
+from tests.harness.ports import free_ports
 from tests.harness.processes import ManagedProcess, ProcessSpec
 
 pytestmark = pytest.mark.chaos

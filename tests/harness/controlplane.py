@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.harness import pki
+from tests.harness.ports import free_ports as free_ports  # re-exported: harnesses import it from here
 from tests.harness.processes import (
     ManagedProcess,
     ProcessRecord,
@@ -47,20 +47,6 @@ class KubectlError(subprocess.CalledProcessError):
 
     def __str__(self) -> str:
         return f"{super().__str__()}\nstderr:\n{self.stderr}"
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (held open together so they cannot repeat)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((LOOPBACK, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def find_kubectl() -> str:

@@ -26,16 +26,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.controlplane import (
-    ControlPlane,
-    ControlPlaneError,
-    free_ports,
-    missing_binaries,
-    run_kubectl,
-)
+from tests.harness.controlplane import ControlPlane, ControlPlaneError, missing_binaries, run_kubectl
+from tests.harness.ports import free_ports
 from tests.harness.processes import ManagedProcess, ProcessRecord, ProcessSpec, log_tail, stop_record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +43,8 @@ class ServiceSpec:
     """A background service besides the control plane.
 
     `argv` gets the environment gathered so far (KUBECONFIG and earlier services' variables); `ready` is
-    matched against the service's log, and `env` turns the match into variables for .dev/env.
+    matched against the service's log, and `env` turns the match into variables for .dev/env. `extra_env`
+    is called just before the service starts (so the ports it reserves are reserved by the `up` that runs).
     """
 
     name: str
@@ -56,7 +52,7 @@ class ServiceSpec:
     argv: Callable[[dict[str, str]], Sequence[str]]
     ready: re.Pattern[str]
     env: Callable[[re.Match[str]], dict[str, str]]
-    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_env: Callable[[], dict[str, str]] = dict
 
 
 def _emulator_env(match: re.Match[str]) -> dict[str, str]:
@@ -112,7 +108,7 @@ SERVICES: list[ServiceSpec] = [
         ],
         ready=re.compile(r"kms-emulator listening on https://127\.0\.0\.1:(\d+) \(CA certificate: (.+)\)"),
         env=_emulator_env,
-        extra_env={"PYTHONPATH": str(REPO_ROOT / "operator"), "PYTHONUNBUFFERED": "1"},
+        extra_env=lambda: {"PYTHONPATH": str(REPO_ROOT / "operator"), "PYTHONUNBUFFERED": "1"},
     ),
     ServiceSpec(
         name="operator",
@@ -121,7 +117,7 @@ SERVICES: list[ServiceSpec] = [
         # Ready once its admission webhook serves and its configuration is written.
         ready=re.compile(r"(?:Created|Updated) ValidatingWebhookConfiguration (\S+)"),
         env=lambda match: {},
-        extra_env=_operator_env(),
+        extra_env=_operator_env,
     ),
 ]
 
@@ -167,7 +163,7 @@ def _start_service(
     spec: ServiceSpec, env: dict[str, str], log_dir: Path
 ) -> tuple[ManagedProcess, dict[str, str]]:
     process = ManagedProcess(
-        ProcessSpec(spec.name, list(spec.argv(env)), env={**env, **spec.extra_env}, cwd=REPO_ROOT),
+        ProcessSpec(spec.name, list(spec.argv(env)), env={**env, **spec.extra_env()}, cwd=REPO_ROOT),
         log_dir / f"{spec.name}.log",
         detach=True,
     )

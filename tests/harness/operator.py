@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.harness.controlplane import free_ports
+from tests.harness.ports import free_ports
 from tests.harness.processes import ManagedProcess, ProcessSpec
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from kmskey_operator import certs, names
 from tests.conftest import Kubectl
-from tests.harness.controlplane import free_ports
+from tests.harness.ports import free_ports
 from tests.harness.processes import ManagedProcess, ProcessSpec
 
 pytestmark = pytest.mark.k8s
