@@ -17,6 +17,7 @@ from typing import Protocol
 
 import pytest
 
+from kmskey_operator import names
 from tests.harness.controlplane import ControlPlane, ControlPlaneError, missing_binaries, run_kubectl
 from tests.harness.processes import PROXY_VARIABLES
 
@@ -53,6 +54,28 @@ def _start_control_plane_for_k8s_marker(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("control_plane")
 
 
+_running_plane: list[ControlPlane] = []  # the session's control plane, once (and while) it runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_kmskey_outlives_its_module() -> Iterator[None]:
+    """When a test module ends, every KmsKey in the session's cluster goes, finalizers stripped if need be.
+
+    Namespaces stay forever here (no kube-controller-manager deletes them), and so would the KmsKeys in
+    them: the next module's operator, which watches every namespace as a user's does, would reconcile them
+    against its own, empty, emulator (create keys, resync them) in the middle of that module's counts and
+    timings. Whatever namespace they are in (the `namespace` fixture's, a module's own, a tenant's), none
+    survives the module that made it. This runs after the module's own fixtures stopped its operators, so no
+    KMS call is made for them; a module that wants its operator to see the deletions deletes them itself.
+    """
+    yield
+    if _running_plane:
+        try:
+            _running_plane[0].remove_every(names.GROUP, names.VERSION, names.PLURAL)
+        except ControlPlaneError as error:
+            pytest.fail(f"KmsKeys left by this module could not be removed: {error}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """etcd + kube-apiserver from $KUBE_BIN on 127.0.0.1, for the whole session; KUBECONFIG points at it."""
@@ -76,9 +99,11 @@ def control_plane() -> Iterator[ControlPlane]:
         pytest.fail(f"the local control plane did not start: {failure}", pytrace=False)
     previous = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+    _running_plane.append(plane)
     try:
         yield plane
     finally:
+        _running_plane.clear()
         if previous is None:
             os.environ.pop("KUBECONFIG", None)
         else:

@@ -309,7 +309,12 @@ class ControlPlane:
         return context
 
     def request(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None, timeout: float = 10.0
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        timeout: float = 10.0,
+        content_type: str = "application/json",
     ) -> tuple[int, bytes]:
         """One HTTPS request as the admin user, straight to 127.0.0.1 (no proxy is ever consulted)."""
         conn = http.client.HTTPSConnection(
@@ -319,7 +324,7 @@ class ControlPlane:
             payload = None if body is None else json.dumps(body).encode()
             headers = {"Accept": "application/json"}
             if payload is not None:
-                headers["Content-Type"] = "application/json"
+                headers["Content-Type"] = content_type
             conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
@@ -331,6 +336,50 @@ class ControlPlane:
         if status != 200:
             raise ControlPlaneError(f"GET {path}: HTTP {status}: {data[:500]!r}")
         return json.loads(data)
+
+    def remove_every(self, group: str, version: str, plural: str, timeout: float = 60.0) -> list[str]:
+        """Delete every object of a namespaced resource in every namespace, finalizers stripped; their names.
+
+        Deleted first, so that no controller still running adds a finalizer back (none may be added to an
+        object being deleted), then stripped of finalizers, so that an object whose controller is gone goes
+        too. Returns once none is left; raises ControlPlaneError naming what the API server refused.
+        """
+        listing = f"/apis/{group}/{version}/{plural}"
+        status, data = self.request("GET", listing)
+        if status == 404:
+            return []  # the resource (its CRD) is not installed
+        if status != 200:
+            raise ControlPlaneError(f"GET {listing}: HTTP {status}: {data[:500]!r}")
+        paths = {
+            f"{item['metadata']['namespace']}/{item['metadata']['name']}": (
+                f"/apis/{group}/{version}/namespaces/{item['metadata']['namespace']}/{plural}/"
+                f"{item['metadata']['name']}"
+            )
+            for item in json.loads(data)["items"]
+        }
+        for name, path in paths.items():
+            status, data = self.request("DELETE", path)
+            if status not in (200, 202, 404):
+                raise ControlPlaneError(f"DELETE {plural} {name}: HTTP {status}: {data[:500]!r}")
+        for name, path in paths.items():
+            status, data = self.request(
+                "PATCH",
+                path,
+                {"metadata": {"finalizers": None}},
+                content_type="application/merge-patch+json",
+            )
+            if status not in (200, 404):
+                raise ControlPlaneError(
+                    f"removing the finalizers of {plural} {name}: HTTP {status}: {data[:500]!r}"
+                )
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [name for name, path in paths.items() if self.request("GET", path)[0] != 404]
+            if not left:
+                return sorted(paths)
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"{plural} still there {timeout:.0f}s after deletion: {left}")
+            time.sleep(0.2)
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
