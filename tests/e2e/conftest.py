@@ -16,6 +16,7 @@ import pytest
 from alibabacloud_kms20160120 import models as kms_models
 from alibabacloud_kms20160120.client import Client as KmsClient
 
+from kms_emulator.calllog import CallRecord
 from kms_emulator.testing import EmulatorHandle, run_emulator
 from kmskey_operator import names
 from tests.conftest import Kubectl
@@ -119,6 +120,20 @@ def wait_ready(kubectl: Kubectl, namespace: str, name: str, timeout: float = 30.
 
 OWNER_TAG = names.OWNER_TAG_KEY
 READ_PREFIXES = ("Describe", "List", "Get")
+
+
+def creates_for(emulator: EmulatorHandle, *uids: str) -> list[CallRecord]:
+    """CreateKey calls for these KmsKeys (their ownership tag names them), or for no KmsKey at all.
+
+    The module's operator serves every KmsKey of the module, so a test counts only the creates of its own
+    resources; a create with no ownership tag is nobody's, and so counted against every test.
+    """
+    return [
+        c
+        for c in emulator.calls()
+        if c.action == "CreateKey"
+        and (OWNER_TAG not in json.dumps(c.params) or any(uid in json.dumps(c.params) for uid in uids))
+    ]
 
 
 def describe(kms: KmsClient, key_id: str) -> kms_models.DescribeKeyResponseBodyKeyMetadata:
