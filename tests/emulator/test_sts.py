@@ -9,7 +9,7 @@ for the plain-HTTP emulator.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -271,23 +271,33 @@ def test_assume_role_with_oidc_for_the_trusted_service_account(emu: EmulatorHand
     assert "AssumeRoleWithOIDC" not in emu.call_counts()  # STS calls are not KMS calls
 
 
+# Each token is minted when its test runs: minted at collection, the 600 s ones had expired by then in a
+# full run (AuthenticationFail.OIDCToken.Expired instead of the refusal under test).
 @pytest.mark.parametrize(
-    ("jwt", "provider_arn", "code"),
+    ("mint", "provider_arn", "code"),
     [
-        (token("system:serviceaccount:team-b:kms"), PROVIDER_ARN, "AuthenticationFail.NoPermission"),
-        (token(audience="someone-else"), PROVIDER_ARN, "AuthenticationFail.OIDCToken.AudienceNotMatch"),
-        (token(expires_in=-5), PROVIDER_ARN, "AuthenticationFail.OIDCToken.Expired"),
-        (token(key=OTHER_KEY), PROVIDER_ARN, "AuthenticationFail.OIDCToken.InvalidSignature"),
-        (token(issuer="https://elsewhere"), PROVIDER_ARN, "AuthenticationFail.OIDCToken.IssuerNotMatch"),
-        ("not-a-jwt", PROVIDER_ARN, "AuthenticationFail.OIDCToken.Invalid"),
-        (token(), f"acs:ram::{TEAM}:oidc-provider/nope", "AuthenticationFail.NoPermission"),
+        (lambda: token("system:serviceaccount:team-b:kms"), PROVIDER_ARN, "AuthenticationFail.NoPermission"),
+        (
+            lambda: token(audience="someone-else"),
+            PROVIDER_ARN,
+            "AuthenticationFail.OIDCToken.AudienceNotMatch",
+        ),
+        (lambda: token(expires_in=-5), PROVIDER_ARN, "AuthenticationFail.OIDCToken.Expired"),
+        (lambda: token(key=OTHER_KEY), PROVIDER_ARN, "AuthenticationFail.OIDCToken.InvalidSignature"),
+        (
+            lambda: token(issuer="https://elsewhere"),
+            PROVIDER_ARN,
+            "AuthenticationFail.OIDCToken.IssuerNotMatch",
+        ),
+        (lambda: "not-a-jwt", PROVIDER_ARN, "AuthenticationFail.OIDCToken.Invalid"),
+        (lambda: token(), f"acs:ram::{TEAM}:oidc-provider/nope", "AuthenticationFail.NoPermission"),
     ],
 )
 def test_assume_role_with_oidc_refuses_other_subjects_and_bad_tokens(
-    emu: EmulatorHandle, tmp_path: Path, jwt: str, provider_arn: str, code: str
+    emu: EmulatorHandle, tmp_path: Path, mint: Callable[[], str], provider_arn: str, code: str
 ) -> None:
     with pytest.raises(CredentialException) as error:
-        assume_with_oidc(emu, tmp_path, jwt, provider_arn)
+        assume_with_oidc(emu, tmp_path, mint(), provider_arn)
     assert code in str(error.value)
 
 
