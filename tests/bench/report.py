@@ -68,15 +68,16 @@ class Target:
         return value >= self.limit if self.higher_is_better else value <= self.limit
 
 
-def targets(quota_floor_seconds: float) -> list[Target]:
-    """Issue 9's targets, as limits on result keys."""
+def targets(quota_floor_seconds: float, keys: str = "1,000") -> list[Target]:
+    """Issue 9's and 18's targets, as limits on result keys (`keys`: the burst's size, as labels say it)."""
     return [
-        Target("burst_1000_seconds", "1,000 keys Ready ≤ 1.2 × quota floor", 1.2 * quota_floor_seconds),
+        Target("burst_1000_seconds", f"{keys} keys Ready ≤ 1.2 × quota floor", 1.2 * quota_floor_seconds),
         Target("kms_reads_per_key_noop_resync", "no-op resync ≤ 3 reads per key", 3),
         Target("kms_writes_per_key_noop_resync", "no-op resync 0 writes per key", 0),
+        Target("api_writes_per_key_noop_resync", "no-op resync 0 API writes per key", 0),
         # RSS is reported in MiB (as /proc and ps show it); 150 MB is 143.05 MiB.
         Target(
-            "operator_rss_mb_1000_keys", "operator RSS ≤ 150 MB (143.05 MiB) at 1,000 keys", 150e6 / 2**20
+            "operator_rss_mb_1000_keys", f"operator RSS ≤ 150 MB (143.05 MiB) at {keys} keys", 150e6 / 2**20
         ),
         Target("admission_p99_ms", "admission p99 ≤ 50 ms", 50),
         Target("ready_latency_p50_ms", "apply → Ready p50 ≤ 1 s (quotas off)", 1000),
@@ -84,20 +85,21 @@ def targets(quota_floor_seconds: float) -> list[Target]:
         Target("peer_rss_ratio", "peer row: RSS per key, ours ÷ peer < 1", 1.0, strict=True),
         Target("peer_cpu_per_create_ratio", "peer row: CPU per create, ours ÷ peer < 1", 1.0, strict=True),
         # Issue 18's HTTPS targets (tests/bench/transport.py).
-        *(Target(key, label, limit) for key, label, limit in transport.TARGETS),
+        *(Target(key, label.format(keys=keys), limit) for key, label, limit in transport.TARGETS),
         # Issue 15's two-account row (tests/bench/accounts.py).
         *(Target(key, label, limit) for key, label, limit in accounts.TARGETS),
     ]
 
 
-# (result key, row label, unit, format) in the order the table shows them
+# (result key, row label, unit, format) in the order the table shows them. Labels name the run's own
+# sizes: {small} the small burst, {keys} the large one, {idle_keys} every key at idle, {edits} the edits.
 ROWS: tuple[tuple[str, str, str, str], ...] = (
-    ("burst_100_seconds", "Burst 100 KmsKeys → all Ready", "s", "{:.1f}"),
-    ("quota_floor_100_seconds", "  quota floor (100 ÷ CreateKey QPS)", "s", "{:.1f}"),
-    ("burst_1000_seconds", "Burst 1,000 KmsKeys → all Ready", "s", "{:.1f}"),
-    ("quota_floor_1000_seconds", "  quota floor (1,000 ÷ CreateKey QPS)", "s", "{:.1f}"),
+    ("burst_100_seconds", "Burst {small} KmsKeys → all Ready", "s", "{:.1f}"),
+    ("quota_floor_100_seconds", "  quota floor ({small} ÷ CreateKey QPS)", "s", "{:.1f}"),
+    ("burst_1000_seconds", "Burst {keys} KmsKeys → all Ready", "s", "{:.1f}"),
+    ("quota_floor_1000_seconds", "  quota floor ({keys} ÷ CreateKey QPS)", "s", "{:.1f}"),
     ("burst_1000_vs_floor", "  ratio to the floor", "×", "{:.3f}"),
-    ("burst_1000_apply_seconds", "  time to apply the 1,000 manifests", "s", "{:.1f}"),
+    ("burst_1000_apply_seconds", "  time to apply the {keys} manifests", "s", "{:.1f}"),
     ("burst_1000_all_status_seconds", "  time until every key had a status", "s", "{:.1f}"),
     ("burst_1000_ready_p50_seconds", "  apply → Ready, median key", "s", "{:.1f}"),
     ("burst_1000_throttled_calls", "  KMS calls throttled (Throttling / Rejected.Throttling)", "", "{:.0f}"),
@@ -107,14 +109,28 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("kms_reads_per_key_noop_resync", "KMS reads per key: no-op resync", "", "{:.2f}"),
     ("kms_writes_per_key_noop_resync", "KMS writes per key: no-op resync", "", "{:.2f}"),
     ("kms_calls_per_key_update", "KMS calls per key: one-field update (description)", "", "{:.2f}"),
-    ("update_latency_p50_ms", "Spec edit → Ready, p50 (all 50 edited at once; quotas off)", "ms", "{:.0f}"),
+    ("api_writes_per_key_create", "API writes per key: create (kube-apiserver's count)", "", "{:.2f}"),
+    ("api_writes_per_key_update", "API writes per key: one-field update", "", "{:.2f}"),
+    ("api_writes_per_key_noop_resync", "API writes per key: no-op resync", "", "{:.2f}"),
+    (
+        "update_latency_p50_ms",
+        "Spec edit → Ready, p50 (all {edits} edited at once; quotas off)",
+        "ms",
+        "{:.0f}",
+    ),
+    ("update_latency_p99_ms", "Spec edit → Ready, p99 ({edits} edited at once)", "ms", "{:.0f}"),
     ("operator_rss_mb_start", "Operator RSS at start (no keys)", "MiB", "{:.0f}"),
-    ("operator_rss_mb_after_burst", "Operator RSS when the 1,000 burst is Ready", "MiB", "{:.0f}"),
-    ("operator_rss_mb_1000_keys", "Operator RSS, 1,150 keys, idle (end of the idle window)", "MiB", "{:.0f}"),
+    ("operator_rss_mb_after_burst", "Operator RSS when the {keys} burst is Ready", "MiB", "{:.0f}"),
+    (
+        "operator_rss_mb_1000_keys",
+        "Operator RSS, {idle_keys} keys, idle (end of the idle window)",
+        "MiB",
+        "{:.0f}",
+    ),
     ("operator_rss_mb_peak", "Operator RSS, peak during the run", "MiB", "{:.0f}"),
-    ("operator_cpu_percent_idle", "Operator CPU, 1,150 keys, idle", "% core", "{:.1f}"),
+    ("operator_cpu_percent_idle", "Operator CPU, {idle_keys} keys, idle", "% core", "{:.1f}"),
     ("operator_cpu_percent_resync", "Operator CPU during a resync wave", "% core", "{:.1f}"),
-    ("operator_cpu_percent_burst", "Operator CPU during the 1,000 burst", "% core", "{:.1f}"),
+    ("operator_cpu_percent_burst", "Operator CPU during the {keys} burst", "% core", "{:.1f}"),
     ("admission_p50_ms", "Admission (dry-run create via webhook), p50", "ms", "{:.1f}"),
     ("admission_p99_ms", "Admission (dry-run create via webhook), p99", "ms", "{:.1f}"),
     ("admission_baseline_p50_ms", "  baseline: dry-run ConfigMap (no webhook), p50", "ms", "{:.1f}"),
@@ -127,6 +143,16 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     *transport.ROWS,
     *accounts.ROWS,
 )
+
+
+def sizes(results: dict[str, Any]) -> dict[str, str]:
+    """The run's own sizes for the labels (a `--keys 200` run says 200, not 1,000)."""
+    parameters = results.get("parameters") or {}
+    keys = int(parameters.get("keys") or 1000)
+    small = int(parameters.get("small_burst") or 100)
+    edits = int(parameters.get("latency_keys") or 50)
+    idle = int(results.get("managed_keys_at_idle") or keys + small + edits)
+    return {"keys": f"{keys:,}", "small": f"{small:,}", "edits": f"{edits:,}", "idle_keys": f"{idle:,}"}
 
 
 # The peer row, side by side: (key in each side's results, label, unit, format, ratio key or None)
@@ -185,12 +211,13 @@ def _row_value(results: dict[str, Any], key: str, unit: str, fmt: str) -> str:
 def table(results: dict[str, Any]) -> str:
     """The results as a markdown table, then the targets with met/missed."""
     lines = ["| Measurement | Result |", "| --- | ---: |"]
+    names = sizes(results)
     for key, label, unit, fmt in ROWS:
         if key in results:
-            lines.append(f"| {label} | {_row_value(results, key, unit, fmt)} |")
+            lines.append(f"| {label.format(**names)} | {_row_value(results, key, unit, fmt)} |")
     lines += peer_table(results)
     lines += ["", "| Target | Limit | Measured | Met |", "| --- | ---: | ---: | :---: |"]
-    for target in targets(float(results.get("quota_floor_1000_seconds") or 100.0)):
+    for target in targets(float(results.get("quota_floor_1000_seconds") or 100.0), names["keys"]):
         value = results.get(target.key)
         if value is None:
             lines.append(f"| {target.label} | {target.limit:.4g} | n/a | – |")
@@ -227,15 +254,139 @@ def markdown(results: dict[str, Any]) -> str:
     notes = results.get("notes") or []
     if notes:
         header += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
+    scale = results.get("scale")
+    if isinstance(scale, dict):
+        header += [
+            f"From the last `make bench-scale` ({scale.get('keys')} keys, quotas off, commit "
+            f"`{scale.get('revision')}`, {scale.get('finished_at')}; details in scale.md):",
+            "",
+            scale_table(results),
+            "",
+        ]
     return "\n".join(header)
 
 
 def write(results: dict[str, Any], directory: Path) -> tuple[Path, Path]:
+    """latest.json and latest.md; the figures of the last `make bench-scale` there are kept."""
     directory.mkdir(parents=True, exist_ok=True)
     json_path, md_path = directory / "latest.json", directory / "latest.md"
+    if json_path.exists():
+        previous = json.loads(json_path.read_text())
+        results = {**{k: previous[k] for k in (*SCALE_KEYS, "scale") if k in previous}, **results}
     json_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     md_path.write_text(markdown(results))
     return json_path, md_path
+
+
+# --- `make bench-scale` ---------------------------------------------------------------------------------
+
+# Its headline figures, merged into latest.json (issue 18's target table) under these keys.
+SCALE_KEYS = (
+    "burst_10000_seconds",
+    "operator_rss_mb_10000_keys",
+    "operator_idle_cpu_percent_10000_keys",
+    "healthz_p99_ms_during_burst",
+    "api_writes_per_key_noop_resync_10000_keys",
+)
+
+SCALE_ROWS: tuple[tuple[str, str, str, str], ...] = (
+    ("burst_10000_seconds", "{keys} KmsKeys applied at once → all Ready (quotas off)", "s", "{:.1f}"),
+    ("burst_apply_seconds", "  time to apply the {keys} manifests", "s", "{:.1f}"),
+    ("burst_ready_p50_seconds", "  apply → Ready, median key", "s", "{:.1f}"),
+    ("healthz_p50_ms_during_burst", "/healthz during the burst, p50", "ms", "{:.1f}"),
+    ("healthz_p99_ms_during_burst", "/healthz during the burst, p99", "ms", "{:.1f}"),
+    ("healthz_max_ms_during_burst", "/healthz during the burst, max", "ms", "{:.1f}"),
+    ("operator_cpu_percent_burst", "Operator CPU during the burst", "% core", "{:.1f}"),
+    ("operator_cpu_ms_per_create", "  per create", "ms", "{:.2f}"),
+    (
+        "api_writes_per_key_create",
+        "API writes per create (kube-apiserver's count, less the creates)",
+        "",
+        "{:.2f}",
+    ),
+    ("operator_rss_mb_start", "Operator RSS at start (no keys)", "MiB", "{:.0f}"),
+    ("operator_rss_mb_burst_max", "Operator RSS, peak during the burst", "MiB", "{:.0f}"),
+    ("operator_rss_mb_10000_keys", "Operator RSS, {keys} keys, idle", "MiB", "{:.0f}"),
+    ("operator_rss_kib_per_key", "  per key above the start", "KiB", "{:.1f}"),
+    ("operator_idle_cpu_percent_10000_keys", "Operator CPU, {keys} keys, idle", "% core", "{:.2f}"),
+    ("operator_cpu_percent_resync_wave", "Operator CPU during the drift-check wave", "% core", "{:.1f}"),
+    ("api_writes_per_key_noop_resync_10000_keys", "API writes per key: no-op drift check", "", "{:.3f}"),
+    ("kms_reads_per_key_noop_resync_10000_keys", "KMS reads per key: no-op drift check", "", "{:.2f}"),
+    ("healthz_p99_ms_during_resync_wave", "/healthz during the drift-check wave, p99", "ms", "{:.1f}"),
+)
+
+
+def scale_targets() -> list[Target]:
+    """Issue 18's scale targets (RSS as the 150 MB one: 250 MB is 238.4 MiB)."""
+    return [
+        Target("operator_rss_mb_10000_keys", "RSS idle ≤ 250 MB (238.4 MiB) at 10,000 keys", 250e6 / 2**20),
+        Target("operator_idle_cpu_percent_10000_keys", "idle CPU ≤ 2.0 % at 10,000 keys", 2.0),
+        Target("healthz_p99_ms_during_burst", "/healthz p99 ≤ 100 ms during the burst", 100),
+        Target("api_writes_per_key_noop_resync_10000_keys", "0 API writes per no-op drift check", 0),
+    ]
+
+
+def scale_table(results: dict[str, Any]) -> str:
+    keys = f"{int((results.get('parameters') or {}).get('keys') or 10000):,}"
+    lines = ["| Measurement | Result |", "| --- | ---: |"]
+    for key, label, unit, fmt in SCALE_ROWS:
+        if key in results:
+            lines.append(f"| {label.format(keys=keys)} | {_row_value(results, key, unit, fmt)} |")
+    lines += ["", "| Target | Limit | Measured | Met |", "| --- | ---: | ---: | :---: |"]
+    for target in scale_targets():
+        value = results.get(target.key)
+        if value is None:
+            lines.append(f"| {target.label} | {target.limit:.4g} | n/a | – |")
+            continue
+        met = "yes" if target.met(float(value)) else "NO"
+        lines.append(f"| {target.label} | {target.limit:.4g} | {float(value):.4g} | {met} |")
+    return "\n".join(lines)
+
+
+def scale_markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    start = " / ".join(f"{x:.2f}" for x in results.get("load_average_at_start") or [])
+    end = " / ".join(f"{x:.2f}" for x in results.get("load_average_at_end") or [])
+    return "\n".join(
+        [
+            "# `make bench-scale` results",
+            "",
+            f"Measured {results['finished_at']} at commit `{results['revision']}` in "
+            f"{results['bench_wall_seconds']:.0f} s. Machine: {m['cpu_model']}, {m['cores']} cores, "
+            f"{m['memory_gib']} GiB memory, Linux {m['kernel']}, Python {m['python']}. Load average "
+            f"(1 / 5 / 15 min) at the start {start or 'n/a'}, at the end {end or 'n/a'}.",
+            "",
+            "kube-apiserver + etcd (local, real), the KMS emulator as its own process with its quotas OFF, "
+            "the operator with its client-side KMS limits off (KMSKEY_*_QPS=0), its admission webhook "
+            "registered (failurePolicy Fail) and its default drift-check interval; all on one machine.",
+            "",
+            scale_table(results),
+            "",
+        ]
+    )
+
+
+def write_scale(results: dict[str, Any], directory: Path) -> tuple[Path, ...]:
+    """scale.json and scale.md; the headline figures also go into latest.json (and latest.md)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = directory / "scale.json", directory / "scale.md"
+    json_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    md_path.write_text(scale_markdown(results))
+    latest = directory / "latest.json"
+    if not latest.exists():
+        return json_path, md_path
+    merged = json.loads(latest.read_text())
+    merged.update({k: results[k] for k in SCALE_KEYS if k in results})
+    merged["scale"] = {
+        "revision": results["revision"],
+        "finished_at": results["finished_at"],
+        "load_average_at_start": results.get("load_average_at_start"),
+        "keys": (results.get("parameters") or {}).get("keys"),
+        "details": "scale.json",
+    }
+    latest.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    (directory / "latest.md").write_text(markdown(merged))
+    return json_path, md_path, latest
 
 
 def now_iso() -> str:

@@ -35,13 +35,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from kms_emulator.admin_client import AdminClient
 from kms_emulator.credentials import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from kmskey_operator import names
 from kmskey_operator.kms.ratelimit import CallClass, call_class
 from tests.bench import accounts, cluster, peer, procstat, report, transport
+from tests.harness import scrape
 from tests.harness.controlplane import ControlPlane, missing_binaries
 from tests.harness.operator import OperatorProcess
 from tests.harness.processes import PROXY_VARIABLES, ManagedProcess, ProcessSpec
@@ -83,7 +82,9 @@ def kube_bin() -> str:
 
 
 @contextlib.contextmanager
-def emulator_process(log_dir: Path, max_keys: int) -> Iterator[tuple[ManagedProcess, transport.KmsEndpoint]]:
+def emulator_process(
+    log_dir: Path, max_keys: int, *, quotas: bool = True
+) -> Iterator[tuple[ManagedProcess, transport.KmsEndpoint]]:
     """`python -m kms_emulator` as its own process (quotas on, HTTPS), sharing no GIL with anything else."""
     argv = [
         sys.executable,
@@ -94,7 +95,7 @@ def emulator_process(log_dir: Path, max_keys: int) -> Iterator[tuple[ManagedProc
         "--max-keys",
         str(max_keys),
         "--quotas",
-        "on",
+        "on" if quotas else "off",
         *transport.emulator_args(log_dir),
     ]
     process = ManagedProcess(
@@ -181,13 +182,15 @@ def wait_until(what: str, check: Any, timeout: float, interval: float = 0.2) -> 
 # -- operator metrics and the emulator's call log -----------------------------------------------------------
 
 
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+metric_sum = scrape.metric_sum
+
+
+def api_writes(plane: ControlPlane) -> float:
+    """Write requests for KmsKeys the kube-apiserver has served so far (its own count, any subresource)."""
+    status, data = plane.request("GET", "/metrics", timeout=30)
+    if status != 200:
+        raise RuntimeError(f"kube-apiserver /metrics: HTTP {status}")
+    return scrape.api_writes(data.decode(), names.PLURAL, names.GROUP)
 
 
 def is_throttling(code: str | None) -> bool:
@@ -244,6 +247,7 @@ class Bench:
         self.admin.set_quotas(False)
         self.admin.reset_calls()
         latencies: list[float] = []
+        writes_before = api_writes(self.plane)
         with cluster.ReadyWatcher(self.api, namespace) as watcher:
             for i in range(count):
                 name = f"latency-{i:03d}"
@@ -255,15 +259,18 @@ class Bench:
                 assert times.sent is not None
                 latencies.append(times.ready[1] - times.sent)
             calls = call_summary(self.admin)
-            log(
-                f"latency: {count} keys, p50 {report.percentile(latencies, 0.5) * 1000:.0f} ms; calls {calls}"
-            )
+            time.sleep(2)  # the last status patch may still be on its way
+            # The kube-apiserver's count, less the harness's own creates (one POST per key).
+            operator_writes = api_writes(self.plane) - writes_before - count
+            p50 = report.percentile(latencies, 0.5) * 1000
+            log(f"latency: {count} keys, p50 {p50:.0f} ms; calls {calls}; API writes {operator_writes:.0f}")
             self.results.update(
                 ready_latency_p50_ms=report.percentile(latencies, 0.5) * 1000,
                 ready_latency_p99_ms=report.percentile(latencies, 0.99) * 1000,
                 ready_latency_max_ms=max(latencies) * 1000,
                 ready_latency_keys=count,
                 kms_calls_per_key_create=calls["accepted"] / count,
+                api_writes_per_key_create=operator_writes / count,
                 kms_calls_create_by_action={k: v / count for k, v in calls["by_action"].items()},
             )
             self.update(namespace, watcher, [f"latency-{i:03d}" for i in range(count)])
@@ -272,6 +279,7 @@ class Bench:
     def update(self, namespace: str, watcher: cluster.ReadyWatcher, keys: list[str]) -> None:
         """A one-field edit (description) of every key, sent together: KMS calls per update, edit → Ready."""
         self.admin.reset_calls()
+        writes_before = api_writes(self.plane)
         sent: dict[str, float] = {}
         for name in keys:
             sent[name] = time.monotonic()
@@ -280,9 +288,12 @@ class Bench:
             raise TimeoutError("edited keys not Ready in 60s")
         latencies = [watcher.keys[n].ready[2] - sent[n] for n in keys]
         calls = call_summary(self.admin)
+        time.sleep(2)
+        operator_writes = api_writes(self.plane) - writes_before - len(keys)  # less the harness's patches
         log(f"update: {len(keys)} keys, p50 {report.percentile(latencies, 0.5) * 1000:.0f} ms; calls {calls}")
         self.results.update(
             kms_calls_per_key_update=calls["accepted"] / len(keys),
+            api_writes_per_key_update=operator_writes / len(keys),
             kms_calls_update_by_action={k: v / len(keys) for k, v in calls["by_action"].items()},
             update_latency_p50_ms=report.percentile(latencies, 0.5) * 1000,
             update_latency_p99_ms=report.percentile(latencies, 0.99) * 1000,
@@ -393,6 +404,7 @@ class Bench:
         count = self.args.keys
         self.admin.reset_calls()
         resyncs_before = metric_sum(self.op.metrics(), "kmskey_reconciles_total", trigger="resync")
+        writes_before = api_writes(self.plane)
         mark = self.sampler.mark()
         wave_began: float | None = None
         deadline = earliest_resync + 0.2 * interval + count / 5 + 60
@@ -411,10 +423,12 @@ class Bench:
             raise TimeoutError(f"resync wave: {resyncs:.0f} of {count} keys resynced")
         wave = self.sampler.window(mark)
         calls = call_summary(self.admin)
+        wave_writes = api_writes(self.plane) - writes_before
         log(f"resync wave: {resyncs:.0f} resyncs in {wave.seconds:.0f}s; {wave}; calls {calls}")
         self.results.update(
             kms_reads_per_key_noop_resync=calls["reads"] / resyncs,
             kms_writes_per_key_noop_resync=calls["writes"] / resyncs,
+            api_writes_per_key_noop_resync=wave_writes / resyncs,
             kms_calls_resync_by_action={k: v / resyncs for k, v in calls["by_action"].items()},
             resync_wave_seconds=wave.seconds,
             resync_wave_throttled_calls=calls["throttled"],

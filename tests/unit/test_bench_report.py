@@ -1,0 +1,32 @@
+"""The bench table names the sizes of the run it reports, not the default run's."""
+
+from __future__ import annotations
+
+from tests.bench import report
+
+
+def test_a_smaller_run_is_labelled_with_its_own_sizes() -> None:
+    results = {
+        "parameters": {"keys": 200, "small_burst": 20, "latency_keys": 10},
+        "managed_keys_at_idle": 230,
+        "burst_100_seconds": 2.0,
+        "burst_1000_seconds": 20.5,
+        "quota_floor_1000_seconds": 20.0,
+        "operator_rss_mb_1000_keys": 120.0,
+        "operator_cpu_percent_idle": 0.4,
+        "update_latency_p50_ms": 90.0,
+    }
+    table = report.table(results)
+    assert "Burst 200 KmsKeys → all Ready | 20.5 s" in table
+    assert "Burst 20 KmsKeys" in table
+    assert "Operator RSS, 230 keys, idle" in table
+    assert "Operator CPU, 230 keys, idle" in table
+    assert "10 edited at once" in table
+    assert "200 keys Ready ≤ 1.2 × quota floor" in table
+    assert "1,000" not in table
+    assert "1,150" not in table
+
+
+def test_the_default_run_reads_as_before() -> None:
+    table = report.table({"parameters": {"keys": 1000}, "burst_1000_seconds": 101.0})
+    assert "Burst 1,000 KmsKeys → all Ready | 101.0 s" in table
