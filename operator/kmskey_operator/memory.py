@@ -9,12 +9,13 @@ nothing (docs/performance.md). So once a wave has ended (at least `wave` reconci
 themselves, not the KMS rate limiter's queue: with quotas off (or raised) nothing ever queues. Drift checks
 do not count: they are the steady state, spread out by the scheduler.
 
-**Full collections.** CPython's full collection walks every tracked object; with thousands of keys that
-stalled the event loop (the webhook, the probes, the watch) for about 0.12 ms per key at each one. Objects
-that survive a wave are the operator's long-lived state, so they are frozen (`gc.freeze()`: moved where no
-collection walks them): during a wave every check freezes what exists (a constant-time move), so automatic
-collections only walk what is newer than the last check; when the wave ends, everything is unfrozen,
-collected once (cycles among frozen objects are freed then), trimmed, and frozen again.
+**Full collections.** CPython's full collection walks every tracked object: the modules the operator imports
+(about 70,000 objects) and each key's state (about 10 objects a key since the kopf timer per key is gone;
+about a hundred with it), each time it runs. Objects that live on are frozen (`gc.freeze()`: moved where
+no collection walks them): everything the start-up built, at once; during a wave, what exists at every
+check (a constant-time move), so automatic collections only walk what is newer than the last check; when
+the wave ends, everything is unfrozen, collected once (cycles among frozen objects are freed then),
+trimmed, and frozen again. Measured at 2,000 keys (load 5): that one collection takes about 40 ms.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ async def release_after_waves(
     reconciles, each check while it lasts also calls `freeze()`, so that automatic collections during
     the wave walk only recent objects (`free()` unfreezes everything again).
     """
+    freeze()  # what the start-up imported and built lives as long as the process
     last = reconciles()
     in_wave = 0
     quiet_checks = 0
