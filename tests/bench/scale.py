@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,52 +44,89 @@ from tests.bench.run import (
     wait_operator_ready,
 )
 from tests.harness.controlplane import ControlPlane
-from tests.harness.processes import PROXY_VARIABLES
+from tests.harness.processes import PROXY_VARIABLES, ManagedProcess, ProcessSpec
 
 NAMESPACE = "bench-scale"
 QUOTAS_OFF = {"KMSKEY_CREATE_QPS": "0", "KMSKEY_READ_QPS": "0", "KMSKEY_WRITE_QPS": "0"}
 WAVE_ENDED = "a wave of reconciles ended"  # memory.py's log line once it has released a wave
 
 
+# The probe is a process of its own: a thread of the harness would wait for the harness's GIL (its create
+# threads and its watcher parse thousands of objects a second) and count that as the operator's latency.
+PROBE_SCRIPT = """
+import os, sys, time, urllib.request
+url, interval, flag, out = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+with open(out, "a", buffering=1) as log:
+    while True:
+        time.sleep(interval)
+        if not os.path.exists(flag):
+            continue
+        began = time.monotonic()
+        try:
+            with opener.open(url, timeout=10) as response:
+                response.read()
+        except OSError:
+            log.write(f"{began} fail\\n")
+            continue
+        log.write(f"{began} {time.monotonic() - began}\\n")
+"""
+
+
 class HealthProbe:
-    """GET /healthz every `interval` seconds from a thread while `probing` is set; (time, latency) of each.
+    """GET /healthz every `interval` seconds from a process of its own while `probing`; (time, latency).
 
     Off during the idle window: ten probes a second cost the operator about 1 % of a core themselves.
+    Both processes read the same system-wide monotonic clock, so the samples line up with the harness's.
     """
 
-    def __init__(self, port: int, interval: float) -> None:
+    def __init__(self, port: int, interval: float, directory: Path) -> None:
         self.url = f"http://127.0.0.1:{port}/healthz"
         self.interval = interval
-        self.samples: list[tuple[float, float]] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self.probing = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="healthz-probe", daemon=True)
+        self._flag = directory / "healthz-probing"
+        self._out = directory / "healthz-probes.txt"
+        self._process: ManagedProcess | None = None
 
     def __enter__(self) -> HealthProbe:
-        self._thread.start()
+        argv = [
+            sys.executable,
+            "-c",
+            PROBE_SCRIPT,
+            self.url,
+            str(self.interval),
+            str(self._flag),
+            str(self._out),
+        ]
+        # A ManagedProcess dies with the harness, even a killed one.
+        self._process = ManagedProcess(ProcessSpec("healthz-probe", argv), self._out.with_suffix(".log"))
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        if self._process is not None:
+            self._process.stop()
 
-    def _run(self) -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1, never a proxy
-        while not self._stop.wait(self.interval):
-            if not self.probing.is_set():
-                continue
-            began = time.monotonic()
-            try:
-                with opener.open(self.url, timeout=10) as response:
-                    response.read()
-            except OSError:
-                self.failures += 1
-                continue
-            self.samples.append((began, time.monotonic() - began))
+    def start(self) -> None:
+        self._flag.touch()
+
+    def stop(self) -> None:
+        self._flag.unlink(missing_ok=True)
+
+    def samples(self) -> tuple[list[tuple[float, float]], int]:
+        if not self._out.exists():
+            return [], 0
+        found: list[tuple[float, float]] = []
+        failures = 0
+        for line in self._out.read_text().splitlines():
+            at, _, latency = line.partition(" ")
+            if latency == "fail":
+                failures += 1
+            elif latency:
+                found.append((float(at), float(latency)))
+        return found, failures
 
     def between(self, start: float, end: float) -> dict[str, float | int | None]:
-        latencies = [ms for at, ms in self.samples if start <= at <= end]
+        samples, _ = self.samples()
+        latencies = [seconds for at, seconds in samples if start <= at <= end]
         if not latencies:
             return {"p50_ms": None, "p99_ms": None, "max_ms": None, "probes": 0}
         return {
@@ -132,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 api = cluster.api_client(plane.kubeconfig)
                 others = {p.spec.name: p.pid for p in plane.processes}
                 others.update({"kms-emulator": emulator.pid, "bench-harness": os.getpid()})
-                with sampler, HealthProbe(operator.health_port, args.probe_interval) as probe:
+                with sampler, HealthProbe(operator.health_port, args.probe_interval, log_dir) as probe:
                     results["operator_rss_mb_start"] = procstat.rss_mb(sampler.pid)
                     log(f"operator up, RSS {results['operator_rss_mb_start']:.0f} MiB")
                     measure(args, results, plane, admin, operator, sampler, probe, api, others)
@@ -168,7 +204,7 @@ def measure(
     writes_before = api_writes(plane)
     cpu_before = {name: procstat.cpu_seconds(pid) for name, pid in others.items()}
     mark = sampler.mark()
-    probe.probing.set()
+    probe.start()
     with cluster.ReadyWatcher(api, NAMESPACE) as watcher:
         began = time.monotonic()
         apply_seconds = cluster.create_many(api, NAMESPACE, bodies, watcher, workers=args.workers)
@@ -182,7 +218,7 @@ def measure(
                 f"RSS {procstat.rss_mb(sampler.pid):.0f} MiB"
             )
         keys = [watcher.keys[n] for n in wanted]
-    probe.probing.clear()
+    probe.stop()
     ready = [k.ready[1] - began for k in keys]
     ended = began + max(ready)
     window = sampler.window(mark)
@@ -203,7 +239,7 @@ def measure(
         healthz_p99_ms_during_burst=health["p99_ms"],
         healthz_max_ms_during_burst=health["max_ms"],
         healthz_probes_during_burst=health["probes"],
-        healthz_failed_probes=probe.failures,
+        healthz_failed_probes=probe.samples()[1],
         api_writes_per_key_create=burst_writes / count,
         operator_cpu_percent_burst=window.cpu_percent,
         operator_cpu_ms_per_create=1000 * window.cpu_percent / 100 * window.seconds / count,
@@ -249,7 +285,7 @@ def measure(
     time.sleep(max(0.0, first_check - time.monotonic()))
     mark = sampler.mark()
     wave_began = time.monotonic()
-    probe.probing.set()
+    probe.start()
     resyncs = 0.0
     while resyncs < count:
         if time.monotonic() > deadline:
@@ -257,7 +293,7 @@ def measure(
         time.sleep(2)
         resyncs = metric_sum(operator.metrics(), "kmskey_reconciles_total", trigger="resync") - resyncs_before
     wave = sampler.window(mark)
-    probe.probing.clear()
+    probe.stop()
     wave_writes = api_writes(plane) - writes_before
     calls = call_summary(admin)
     health = probe.between(wave_began, time.monotonic())
