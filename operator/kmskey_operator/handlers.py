@@ -100,13 +100,17 @@ class Runtime:
 
     # --- scheduling
 
-    def read_budget(self, _region: str) -> float:
-        """Reads per second drift checks may use in a region (0 = unlimited, like KMSKEY_READ_QPS 0)."""
+    def read_budget(self, _quota: str) -> float:
+        """Reads per second drift checks may use of one quota (0 = unlimited, like KMSKEY_READ_QPS 0)."""
         return self.settings.read_qps * self.settings.resync_read_share
 
     def region_of(self, resource: Resource) -> str:
+        """The quota a key's drift checks spend: KMS's are per account and region (accounts/registry.py
+        gives each its own rate limiter). The account is the one status records; "" for the operator's own
+        credentials and for keys not reconciled yet."""
         region = resource.spec.get("regionId") if isinstance(resource.spec, Mapping) else None
-        return str(region or resource.status.get("regionId") or self.settings.region_id)
+        region = region or resource.status.get("regionId") or self.settings.region_id
+        return f"{resource.status.get('accountId') or ''}/{region}"
 
     def resync_interval(self, resource: Resource) -> float:
         """The annotation's interval (to the second), else KMSKEY_RESYNC_SECONDS; a bad one is reported."""

@@ -69,7 +69,7 @@ RESYNC_KEYS = prom.Gauge(
 RESYNC_STRETCH = prom.Gauge(
     "kmskey_resync_interval_stretch",
     "How much drift-check intervals are stretched to fit the read budget (KMSKEY_RESYNC_READ_SHARE of "
-    "KMSKEY_READ_QPS), the highest of any region; 1 = as configured",
+    "KMSKEY_READ_QPS), the highest of any account and region; 1 = as configured",
 )
 RESYNC_DELAY = prom.Histogram(
     "kmskey_resync_start_delay_seconds",

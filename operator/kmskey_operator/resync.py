@@ -8,10 +8,11 @@ its interval to the millisecond and an idle operator costs nothing per key.
 Each key's interval (the `resync-interval` annotation, else KMSKEY_RESYNC_SECONDS) is multiplied by a stable
 per-key factor in 1 ± KMSKEY_RESYNC_JITTER (from the UID), so keys created together drift apart.
 
-**The read budget.** Drift checks of a region may use `share` of its read quota (KMSKEY_RESYNC_READ_SHARE of
-KMSKEY_READ_QPS); the rest is kept for creates and edits, whose calls the rate limiter also serves first.
+**The read budget.** Drift checks may use `share` of a quota's reads (KMSKEY_RESYNC_READ_SHARE of
+KMSKEY_READ_QPS; a quota is an account's region, as KMS counts them); the rest is kept for creates and edits,
+whose calls the rate limiter also serves first.
 When the keys' intervals ask for more (10,000 keys × 2 reads every 10 minutes is 33 reads/s, over a budget
-of 10/s), every interval of that region is stretched by the same factor until they fit, and the operator
+of 10/s), every interval of that quota is stretched by the same factor until they fit, and the operator
 says so: the `kmskey_resync_interval_stretch` metric and one log line each time the factor changes. Reads
 per check are measured (a running average of what checks really read: 2, or 3 with a policy). On top of
 that, checks start no faster than the budget allows, so a crowd of overdue keys (after a restart, or a
@@ -50,8 +51,8 @@ def jitter_factor(uid: str, jitter: float) -> float:
     return 1.0 + (spread * 2.0 - 1.0) * jitter
 
 
-class _Region:
-    """What the budget of one quota (a region) needs: Σ 1/interval of its keys, reads per check."""
+class _Quota:
+    """What the budget of one quota (an account's region) needs: Σ 1/interval of its keys, reads per check."""
 
     __slots__ = ("checks_per_second", "keys", "next_start", "reads_per_check", "reported_stretch")
 
@@ -59,7 +60,7 @@ class _Region:
         self.checks_per_second = 0.0
         self.keys = 0
         self.reads_per_check = DEFAULT_READS_PER_CHECK
-        self.next_start = 0.0  # monotonic time the next check of this region may start
+        self.next_start = 0.0  # monotonic time the next check of this quota may start
         self.reported_stretch = 1.0
 
 
@@ -75,15 +76,15 @@ class ResyncScheduler:
         concurrency: int = MAX_CONCURRENT_CHECKS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`read_budget(region)`: reads per second drift checks of that region may use (0 = unlimited)."""
+        """`read_budget(quota)`: reads per second drift checks of that quota may use (0 = unlimited)."""
         self._run = run
         self._jitter = jitter
         self._read_budget = read_budget
         self._clock = clock
         self._heap: list[tuple[float, int, str]] = []
         self._due: dict[str, tuple[float, int]] = {}  # uid -> its live heap entry
-        self._keys: dict[str, tuple[float, str]] = {}  # uid -> (interval, region)
-        self._regions: dict[str, _Region] = {}
+        self._keys: dict[str, tuple[float, str]] = {}  # uid -> (interval, quota)
+        self._quotas: dict[str, _Quota] = {}
         self._sequence = itertools.count()
         self._changed = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
@@ -92,15 +93,15 @@ class ResyncScheduler:
 
     # --- what the runtime tells it
 
-    def track(self, uid: str, interval: float, region: str) -> None:
-        """`uid`'s nominal interval (seconds) and the region whose read quota its checks use."""
+    def track(self, uid: str, interval: float, quota: str) -> None:
+        """`uid`'s nominal interval (seconds) and the quota (account/region) its checks' reads come from."""
         previous = self._keys.get(uid)
-        if previous == (interval, region):
+        if previous == (interval, quota):
             return
         if previous is not None:
             self._untrack(uid, *previous)
-        self._keys[uid] = (interval, region)
-        state = self._regions.setdefault(region, _Region())
+        self._keys[uid] = (interval, quota)
+        state = self._quotas.setdefault(quota, _Quota())
         state.keys += 1
         state.checks_per_second += 1.0 / interval
         metrics.set_resync_keys(len(self._keys))
@@ -136,7 +137,7 @@ class ResyncScheduler:
         self._heap.clear()
         self._due.clear()
         self._keys.clear()
-        self._regions.clear()
+        self._quotas.clear()
         metrics.set_resync_keys(0)
         self._changed.set()
 
@@ -144,26 +145,26 @@ class ResyncScheduler:
         self.active = True
         self._changed.set()
 
-    def observe_reads(self, region: str, reads: int) -> None:
-        """A drift check of `region` made `reads` KMS reads: the running average the budget plans with."""
-        state = self._regions.get(region)
+    def observe_reads(self, quota: str, reads: int) -> None:
+        """A drift check of `quota` made `reads` KMS reads: the running average the budget plans with."""
+        state = self._quotas.get(quota)
         if state is not None:
             state.reads_per_check += READS_AVERAGE_WEIGHT * (reads - state.reads_per_check)
 
     # --- what it decides
 
-    def stretch(self, region: str) -> float:
-        """How much every interval of `region` is stretched so its checks fit the read budget (≥ 1)."""
-        state = self._regions.get(region)
-        budget = self._read_budget(region)
+    def stretch(self, quota: str) -> float:
+        """How much every interval of `quota` is stretched so its checks fit the read budget (≥ 1)."""
+        state = self._quotas.get(quota)
+        budget = self._read_budget(quota)
         if state is None or budget <= 0:
             return 1.0
         return max(1.0, state.checks_per_second * state.reads_per_check / budget)
 
     def interval(self, uid: str) -> float:
         """Seconds from one check of `uid` to the next: nominal × stretch × the key's jitter factor."""
-        nominal, region = self._keys[uid]
-        return nominal * self.stretch(region) * jitter_factor(uid, self._jitter)
+        nominal, quota = self._keys[uid]
+        return nominal * self.stretch(quota) * jitter_factor(uid, self._jitter)
 
     # --- the task
 
@@ -205,15 +206,15 @@ class ResyncScheduler:
             if self._due.get(uid) != (due, sequence):
                 heapq.heappop(self._heap)  # replaced by a later schedule() or forgotten
                 continue
-            region = self._keys[uid][1]
-            state = self._regions[region]
+            quota = self._keys[uid][1]
+            state = self._quotas[quota]
             if state.next_start > now:
-                # Over the budget's pace: everything waits until this region may start its next check.
+                # Over the budget's pace: everything waits until this quota may start its next check.
                 await self._sleep(state.next_start - now)
                 continue
             heapq.heappop(self._heap)
             del self._due[uid]
-            budget = self._read_budget(region)
+            budget = self._read_budget(quota)
             if budget > 0:
                 state.next_start = max(now, state.next_start) + state.reads_per_check / budget
             metrics.observe_resync_start(now - due)
@@ -234,36 +235,38 @@ class ResyncScheduler:
 
     def _report_stretch(self) -> None:
         highest = 1.0
-        for region, state in self._regions.items():
-            factor = self.stretch(region)
+        for quota, state in self._quotas.items():
+            factor = self.stretch(quota)
             highest = max(highest, factor)
             if abs(factor - state.reported_stretch) <= STRETCH_REPORT_CHANGE * state.reported_stretch:
                 continue
-            budget = self._read_budget(region)
+            budget = self._read_budget(quota)
             needed = state.checks_per_second * state.reads_per_check
             if factor > 1.0:
                 logger.warning(
-                    "drift checks of %d keys in %s need %.1f KMS reads/s at their intervals, over the "
-                    "%.1f reads/s they may use (KMSKEY_RESYNC_READ_SHARE of KMSKEY_READ_QPS): every "
-                    "interval there is stretched %.2fx (600 s becomes %.0f s), so creates and edits "
-                    "keep the rest of the quota",
+                    "drift checks of %d keys (quota %s, account/region) need %.1f KMS reads/s at their "
+                    "intervals, over the %.1f reads/s they may use (KMSKEY_RESYNC_READ_SHARE of "
+                    "KMSKEY_READ_QPS): every interval of that quota is stretched %.2fx (600 s becomes "
+                    "%.0f s), so creates and edits keep the rest of the quota",
                     state.keys,
-                    region,
+                    quota,
                     needed,
                     budget,
                     factor,
                     600 * factor,
                 )
             else:
-                logger.info("drift checks in %s fit the read budget again: intervals as configured", region)
+                logger.info(
+                    "drift checks of quota %s fit the read budget again: intervals as configured", quota
+                )
             state.reported_stretch = factor
         metrics.set_resync_stretch(highest)
 
-    def _untrack(self, uid: str, interval: float, region: str) -> None:
-        state = self._regions.get(region)
+    def _untrack(self, uid: str, interval: float, quota: str) -> None:
+        state = self._quotas.get(quota)
         if state is None:
             return
         state.keys -= 1
         state.checks_per_second = max(0.0, state.checks_per_second - 1.0 / interval)
         if state.keys <= 0:
-            del self._regions[region]
+            del self._quotas[quota]

@@ -84,7 +84,7 @@ class Settings:
     """KMSKEY_RESYNC_JITTER: +- fraction of the resync interval, so keys do not resync in waves."""
     resync_read_share: float = 0.5
     """KMSKEY_RESYNC_READ_SHARE: fraction of KMSKEY_READ_QPS drift checks may use; when their intervals
-    ask for more, every interval of the region is stretched until they fit (edits keep the rest)."""
+    ask for more, every interval of the account and region is stretched until they fit."""
     status_heartbeat_seconds: float = 21600.0
     """KMSKEY_STATUS_HEARTBEAT_SECONDS: a drift check that finds nothing new writes nothing, except
     status.lastSyncTime once it is this old (seconds)."""

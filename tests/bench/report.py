@@ -87,7 +87,7 @@ def targets(quota_floor_seconds: float, keys: str = "1,000") -> list[Target]:
         # Issue 18's HTTPS targets (tests/bench/transport.py).
         *(Target(key, label.format(keys=keys), limit) for key, label, limit in transport.TARGETS),
         # Issue 15's two-account row (tests/bench/accounts.py).
-        *(Target(key, label, limit) for key, label, limit in accounts.TARGETS),
+        *(Target(key, label.format(keys=keys), limit) for key, label, limit in accounts.TARGETS),
     ]
 
 

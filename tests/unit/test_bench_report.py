@@ -15,6 +15,8 @@ def test_a_smaller_run_is_labelled_with_its_own_sizes() -> None:
         "operator_rss_mb_1000_keys": 120.0,
         "operator_cpu_percent_idle": 0.4,
         "update_latency_p50_ms": 90.0,
+        "two_account_burst_seconds": 21.3,
+        "two_account_burst_ratio": 1.065,
     }
     table = report.table(results)
     assert "Burst 200 KmsKeys → all Ready | 20.5 s" in table
@@ -23,6 +25,7 @@ def test_a_smaller_run_is_labelled_with_its_own_sizes() -> None:
     assert "Operator CPU, 230 keys, idle" in table
     assert "10 edited at once" in table
     assert "200 keys Ready ≤ 1.2 × quota floor" in table
+    assert "Two accounts × 200 KmsKeys" in table
     assert "1,000" not in table
     assert "1,150" not in table
 
