@@ -11,11 +11,10 @@ was computed for, and is `Unknown` until the operator has looked at the resource
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kmskey_operator import names
+from kmskey_operator import names, timestamps
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -48,10 +47,6 @@ class Condition:
     message: str = ""
 
 
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def merge(
     existing: Iterable[Mapping[str, Any]] | None,
     updates: Iterable[Condition],
@@ -60,7 +55,7 @@ def merge(
     now: str | None = None,
 ) -> list[dict[str, Any]]:
     """The new conditions list: `updates` replace same-type entries, others are kept as they are."""
-    stamp = now or now_rfc3339()
+    stamp = now or timestamps.now_rfc3339()
     by_type: dict[str, dict[str, Any]] = {
         str(c.get("type")): dict(c) for c in existing or () if c.get("type")
     }

@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from kmskey_operator import conditions, metrics, names
+from kmskey_operator import conditions, metrics, names, timestamps
 from kmskey_operator.accounts.kube import PLURALS, KubeReader
 from kmskey_operator.accounts.refs import ConfigKind, ConfigRef
 from kmskey_operator.accounts.registry import ConfigCheck, Registry
@@ -138,7 +138,7 @@ class StatusChecker:
 
 def status_patch(result: ConfigCheck, generation: int, current: Mapping[str, Any] | None) -> dict[str, Any]:
     """The merge patch of `status` for a check result (never a credential: only IDs, ARNs and messages)."""
-    now = conditions.now_rfc3339()
+    now = timestamps.now_rfc3339()
     ready = conditions.Condition(
         names.READY, conditions.TRUE if result.ready else conditions.FALSE, result.reason, result.message
     )

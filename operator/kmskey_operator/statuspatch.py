@@ -16,17 +16,9 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from kmskey_operator import timestamps
+
 HEARTBEAT_FIELD = "lastSyncTime"
-
-
-def _parse(stamp: Any) -> datetime.datetime | None:
-    if not isinstance(stamp, str):
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def changes(
@@ -44,7 +36,7 @@ def changes(
     if patch:
         patch[HEARTBEAT_FIELD] = stamp
         return patch
-    last = _parse(current.get(HEARTBEAT_FIELD))
+    last = timestamps.parse(current.get(HEARTBEAT_FIELD))
     now = now or datetime.datetime.now(datetime.UTC)
     if last is None or (now - last).total_seconds() >= heartbeat_seconds:
         patch[HEARTBEAT_FIELD] = stamp

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from kmskey_operator import timestamps
 from kmskey_operator.accounts.refs import ConfigKind, ConfigRef
 from kmskey_operator.names import GROUP, VERSION
 
@@ -105,7 +105,7 @@ class KubeReader:
         path = f"/api/v1/namespaces/{quote(namespace)}/serviceaccounts/{quote(name)}/token"
         body = await self._json("POST", path, f"a token of ServiceAccount {namespace}/{name}", request)
         status = body.get("status") or {}
-        expires = _parse_time(status.get("expirationTimestamp")) or time.time() + seconds
+        expires = timestamps.epoch(status.get("expirationTimestamp")) or time.time() + seconds
         return str(status.get("token") or ""), expires
 
     async def patch_status(self, ref: ConfigRef, patch: Mapping[str, Any]) -> None:
@@ -138,15 +138,6 @@ class KubeReader:
         except Exception as error:  # no credentials at all (kopf.LoginError), a malformed kubeconfig
             raise ReadError(f"reading {what}: {type(error).__name__}: {error}") from None
         return answer
-
-
-def _parse_time(text: Any) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _explain(what: str, status: int | None, reason: str) -> str:

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from kmskey_operator import claims, conditions, names, validation
+from kmskey_operator import claims, conditions, names, timestamps, validation
 from kmskey_operator.accounts.refs import OPERATOR_RECORD
 from kmskey_operator.accounts.registry import ACCOUNT_CHANGED, Registry, Target, Unresolved
 from kmskey_operator.conditions import FALSE, TRUE, Condition
@@ -582,7 +582,7 @@ class _Report:
             [*self._conditions, *derived],
             generation=self.resource.generation,
         )
-        status["lastSyncTime"] = conditions.now_rfc3339()
+        status["lastSyncTime"] = timestamps.now_rfc3339()
         if synced_generation:
             status["observedGeneration"] = self.resource.generation
         if self.target is not None and (status.get("keyId") or self.resource.status.get("keyId")):

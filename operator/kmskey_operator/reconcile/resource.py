@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Mapping
 from typing import Any
+
+from kmskey_operator import timestamps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Resource:
             status=dict(body.get("status") or {}),
             annotations=dict(meta.get("annotations") or {}),
             deleting=bool(meta.get("deletionTimestamp")),
-            created_at=_epoch(meta.get("creationTimestamp")),
+            created_at=timestamps.epoch(meta.get("creationTimestamp")),
         )
 
     @property
@@ -66,12 +67,3 @@ class Outcome:
     """Spec fields changed outside Kubernetes that this pass put back (drift corrections)."""
     error_code: str | None = None
     """The KMS error code this pass ended on, if any: repeated warnings are de-duplicated by it."""
-
-
-def _epoch(text: Any) -> float | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
