@@ -151,7 +151,23 @@ class KmsApi:
         caller = None
         access_key_id = ""
         if action.signed:
-            credential = self.emulator.verifier.verify(incoming)
+            try:
+                credential = self.emulator.verifier.verify(incoming)
+            except KmsError as error:
+                # Refused credentials are logged STS calls too (with their code), so tests can count
+                # how often a client retries with them.
+                self.emulator.sts_calls.record(
+                    CallRecord(
+                        action.name,
+                        merged.get("AccessKeyId", ""),
+                        {},
+                        error.http_status,
+                        error.code,
+                        time.time(),
+                        "",
+                    )
+                )
+                raise
             caller = credential.principal or self.emulator.credentials.default_principal
             access_key_id = credential.access_key_id
         api_params = {k: v for k, v in merged.items() if k not in V1_COMMON_PARAMETERS}

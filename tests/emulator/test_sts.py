@@ -212,9 +212,16 @@ def test_get_caller_identity_names_a_ram_user_and_an_accounts_root(emu: Emulator
 def test_assume_role_refuses_what_ram_would_refuse(
     emu: EmulatorHandle, key_id: str, secret: str, role_arn: str, kwargs: dict[str, Any], code: str
 ) -> None:
+    emu.reset_sts_calls()
     with pytest.raises(CredentialException) as error:
         assume(emu, key_id, secret, role_arn, **kwargs)
     assert code in str(error.value)
+    # Every refusal is a logged STS call, refused credentials included (tests count a client's retries).
+    [logged] = emu.sts_calls()
+    assert (logged.action, logged.access_key_id) == ("AssumeRole", key_id)
+    assert logged.status >= 400
+    assert logged.code is not None
+    assert logged.code in str(error.value)
 
 
 def test_assume_role_with_the_external_id_the_trust_policy_asks_for(emu: EmulatorHandle) -> None:
