@@ -70,11 +70,15 @@ def _run(args: argparse.Namespace) -> int:
     reader = KubeReader(kube)
     accounts = Registry(settings, reader=reader, operator_gateway=gateway, observer=metrics.observe_kms_call)
     checker = provider_configs.StatusChecker(
-        accounts, provider_configs.status_writer(reader), interval=settings.provider_config_check_seconds
+        accounts,
+        provider_configs.status_writer(reader),
+        interval=settings.provider_config_check_seconds,
+        retry=settings.provider_config_retry_seconds,
     )
     provider_configs.register(registry, accounts, checker)
     reconciler = Reconciler(gateway, settings, accounts=accounts)
     runtime = handlers.Runtime(settings=settings, reconciler=reconciler, kube=kube)
+    accounts.waiting.on_usable = runtime.wake  # a fixed config's KmsKeys reconcile now (accounts/waiting.py)
     readiness = health.Readiness(webhook_enabled=webhook_enabled)
     metrics.track_peering(peering=settings.peering_name is not None)
     metrics.on_activity(runtime.set_active)

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -147,6 +147,11 @@ class Runtime:
             return
         self.scheduler.track(resource.uid, self.resync_interval(resource), self.region_of(resource))
         self.scheduler.schedule(resource.uid, retry_after)
+
+    def wake(self, uids: Iterable[str]) -> None:
+        """Reconcile these keys now (their provider config became usable), not after their backoff."""
+        for uid in uids:
+            self.scheduler.schedule(uid, 0.0)
 
     def forget(self, uid: str) -> None:
         self.scheduler.forget(uid)

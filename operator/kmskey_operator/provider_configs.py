@@ -6,6 +6,10 @@ by one background task (not a kopf timer, which would force a finalizer on every
 config's credentials against STS when the config changes, when KMS refuses its credentials, and every
 KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS, and merge-patches `status` (Ready, accountId, identityArn, lastError).
 Only the active replica writes.
+
+While KmsKeys wait on a config that is not usable (accounts/waiting.py), it is re-checked every
+KMSKEY_PROVIDER_CONFIG_RETRY_SECONDS (quickly: STS is asked only when the credentials changed), and the
+check that finds it usable again (or for the first time) hands its waiting KmsKeys to be reconciled now.
 """
 
 from __future__ import annotations
@@ -67,19 +71,23 @@ class StatusChecker:
         write: StatusWriter,
         *,
         interval: float,
+        retry: float | None = None,
         active: Callable[[], bool] = metrics.is_active,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._accounts = accounts
         self._write = write
         self._interval = interval
+        self._retry = min(retry or interval, interval)
         self._active = active
         self._clock = clock
         self._due: dict[ConfigRef, float] = {}
+        self._full_due: dict[ConfigRef, float] = {}  # the next check that asks STS whatever happened
         self._wake = asyncio.Event()
         self._last: dict[ConfigRef, ConfigCheck] = {}
         self._status: dict[ConfigRef, Mapping[str, Any]] = {}
         accounts.on_trouble = self.request
+        accounts.waiting.on_wait = self.soon
 
     def seen(self, ref: ConfigRef, status: Mapping[str, Any]) -> None:
         """The config's status as the watch last showed it (its conditions keep their transition times)."""
@@ -88,7 +96,15 @@ class StatusChecker:
     def request(self, ref: ConfigRef) -> None:
         """Check `ref` as soon as possible."""
         self._due[ref] = float("-inf")
+        self._full_due[ref] = float("-inf")
         self._wake.set()
+
+    def soon(self, ref: ConfigRef) -> None:
+        """KmsKeys wait on `ref`: check it within the retry interval (a quick check)."""
+        at = self._clock() + self._retry
+        if at < self._due.get(ref, float("inf")):
+            self._due[ref] = at
+            self._wake.set()
 
     def track(self, ref: ConfigRef) -> None:
         """Check `ref` at the next interval (already checked for its current generation)."""
@@ -96,6 +112,7 @@ class StatusChecker:
 
     def forget(self, ref: ConfigRef) -> None:
         self._due.pop(ref, None)
+        self._full_due.pop(ref, None)
         self._last.pop(ref, None)
         self._status.pop(ref, None)
 
@@ -105,25 +122,38 @@ class StatusChecker:
             due = [ref for ref, at in self._due.items() if at <= now]
             if due and self._active():
                 for ref in due:
-                    self._due[ref] = self._clock() + self._interval
-                    await self.check(ref)
+                    now = self._clock()
+                    quick = now < self._full_due.get(ref, float("-inf"))
+                    if not quick:
+                        self._full_due[ref] = now + self._interval
+                    self._due[ref] = now + self._interval
+                    await self.check(ref, quick=quick)
                 continue
             self._wake.clear()
             wait = min([at - now for at in self._due.values() if at > now], default=self._interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.5, min(wait, self._interval)))
 
-    async def check(self, ref: ConfigRef) -> ConfigCheck | None:
+    async def check(self, ref: ConfigRef, *, quick: bool = False) -> ConfigCheck | None:
         config = self._accounts.lookup(ref)
         if config is None:
             return None
         try:
-            result = await self._accounts.check(ref)
+            result = await self._accounts.check(ref, quick=quick)
         except Exception:  # a bug must not stop the checks of every other config
             logger.exception("checking %s failed", ref.describe())
             return None
         previous = self._last.get(ref)
         self._last[ref] = result
+        waiting = self._accounts.waiting
+        if result.ready and (previous is None or not previous.ready):
+            woken = waiting.usable(ref)  # usable now: its waiting KmsKeys reconcile at once
+            if woken:
+                logger.info(
+                    "%s is usable: reconciling the %d KmsKeys that waited", ref.describe(), len(woken)
+                )
+        elif not result.ready and waiting.waits_on(ref):
+            self._due[ref] = min(self._due.get(ref, float("inf")), self._clock() + self._retry)
         if previous is None or (previous.ready, previous.message) != (result.ready, result.message):
             level = logging.INFO if result.ready else logging.WARNING
             logger.log(level, "%s: %s", ref.describe(), result.message)

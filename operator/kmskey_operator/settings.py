@@ -77,6 +77,10 @@ class Settings:
     provider_config_check_seconds: float = 300.0
     """KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS: how often each provider config's credentials are checked
     against STS for its status (Ready, account ID)."""
+    provider_config_retry_seconds: float = 5.0
+    """KMSKEY_PROVIDER_CONFIG_RETRY_SECONDS: while KmsKeys wait on a provider config that is not usable, it
+    is re-checked this often (its Secret read again; STS asked only when the credentials changed), and its
+    KmsKeys are reconciled as soon as it is usable (accounts/waiting.py)."""
     # --- reconciling ---
     resync_seconds: float = 600.0
     """KMSKEY_RESYNC_SECONDS: how often each key is re-read to find drift (annotation overrides)."""
@@ -192,9 +196,17 @@ class Settings:
             raise SettingsError(
                 f"KMSKEY_DEFAULT_CREDENTIALS={self.default_credentials!r}: use none, cluster or all"
             )
-        if self.credentials_recheck_seconds <= 0 or self.provider_config_check_seconds <= 0:
+        if (
+            min(
+                self.credentials_recheck_seconds,
+                self.provider_config_check_seconds,
+                self.provider_config_retry_seconds,
+            )
+            <= 0
+        ):
             raise SettingsError(
-                "KMSKEY_CREDENTIALS_RECHECK_SECONDS and KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS must be positive"
+                "KMSKEY_CREDENTIALS_RECHECK_SECONDS, KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS and "
+                "KMSKEY_PROVIDER_CONFIG_RETRY_SECONDS must be positive"
             )
         if self.kms_max_connections < 1:
             raise SettingsError("KMSKEY_KMS_MAX_CONNECTIONS must be at least 1")
@@ -240,6 +252,7 @@ ENV_VARS: dict[str, str] = {
     "cluster_provider_configs": "KMSKEY_CLUSTER_PROVIDER_CONFIGS",
     "credentials_recheck_seconds": "KMSKEY_CREDENTIALS_RECHECK_SECONDS",
     "provider_config_check_seconds": "KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS",
+    "provider_config_retry_seconds": "KMSKEY_PROVIDER_CONFIG_RETRY_SECONDS",
     "create_qps": "KMSKEY_CREATE_QPS",
     "read_qps": "KMSKEY_READ_QPS",
     "write_qps": "KMSKEY_WRITE_QPS",

@@ -678,6 +678,7 @@ def test_provider_config_values_become_the_operators_settings() -> None:
                 "providerConfigs.operatorFallback": False,
                 "providerConfigs.defaultCredentials": "none",
                 "providerConfigs.recheckSeconds": 10,
+                "providerConfigs.retrySeconds": 2,
                 "providerConfigs.stsEndpoint": "sts-vpc.cn-hangzhou.aliyuncs.com",
             }
         )
@@ -689,6 +690,7 @@ def test_provider_config_values_become_the_operators_settings() -> None:
         "KMSKEY_CLUSTER_PROVIDER_CONFIGS": "true",
         "KMSKEY_CREDENTIALS_RECHECK_SECONDS": "10",
         "KMSKEY_PROVIDER_CONFIG_CHECK_SECONDS": "300",
+        "KMSKEY_PROVIDER_CONFIG_RETRY_SECONDS": "2",
         "KMSKEY_STS_ENDPOINT": "sts-vpc.cn-hangzhou.aliyuncs.com",
     }
     assert "KMSKEY_STS_ENDPOINT" not in env_of(template())

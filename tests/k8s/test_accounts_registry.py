@@ -24,6 +24,7 @@ from kmskey_operator.accounts.refs import ConfigKind, ConfigRef
 from kmskey_operator.accounts.registry import PROVIDER_CONFIG_NOT_READY, Registry, Target, Unresolved
 from kmskey_operator.kms.errors import KmsError
 from kmskey_operator.kms.gateway import KmsGateway
+from kmskey_operator.provider_configs import StatusChecker
 from kmskey_operator.settings import Settings
 from tests.conftest import Kubectl
 from tests.harness.controlplane import ControlPlane
@@ -406,3 +407,49 @@ def test_one_read_that_found_no_config_answers_for_kmskeys_created_before_it_onl
     assert isinstance(later, Target)
     assert later.record == "KmsProviderConfig/default"
     assert reader.config_reads == 2
+
+
+def test_a_config_keys_wait_on_is_rechecked_cheaply_and_wakes_them_when_it_works(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str
+) -> None:
+    """Quick re-checks while KmsKeys wait: STS is asked again only once the Secret changed; the check that
+    finds the config usable hands its waiting keys over (provider_configs.StatusChecker, accounts/waiting)."""
+    create_secret(kubectl, namespace, "kms-keys", accessKeyId="ak-a1", accessKeySecret="not-the-secret")
+    registry = make_registry(emulator)
+    registry.upsert(config_body(namespace, "default", SECRET), ConfigKind.NAMESPACED)
+    ref = ConfigRef(ConfigKind.NAMESPACED, "default", namespace)
+    woken: list[str] = []
+    registry.waiting.on_usable = woken.extend
+    written: list[Any] = []
+
+    async def write(_ref: ConfigRef, body: Any) -> None:
+        written.append(body)
+
+    checker = StatusChecker(registry, write, interval=300, retry=0.1, active=lambda: True)
+
+    refused = resolve(registry, namespace)
+    assert isinstance(refused, Unresolved)
+    assert refused.waits_for == ref  # what the reconciler records the KmsKey as waiting on
+    registry.waiting.wait("uid-waiting", ref)
+    full = run(checker.check(ref))
+    assert full is not None
+    assert not full.ready
+    emulator.reset_sts_calls()
+    for _ in range(3):
+        quick = run(checker.check(ref, quick=True))
+        assert quick is not None
+        assert not quick.ready
+        assert "SignatureDoesNotMatch" in quick.message
+    assert emulator.sts_calls() == []  # the same refused keys: the Secret was read, STS was not asked
+    assert woken == []
+
+    replace_secret(
+        kubectl, namespace, "kms-keys", accessKeyId="ak-a1", accessKeySecret="secret-a1-0123456789"
+    )
+    fixed = run(checker.check(ref, quick=True))
+    assert fixed is not None
+    assert fixed.ready
+    assert [r.action for r in emulator.sts_calls()] == ["GetCallerIdentity"]
+    assert woken == ["uid-waiting"]
+    assert not registry.waiting.waits_on(ref)
+    assert written[-1]["status"]["accountId"] == HOME

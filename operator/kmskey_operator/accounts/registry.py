@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from kmskey_operator import names, redact
-from kmskey_operator.accounts import selection
+from kmskey_operator.accounts import selection, waiting
 from kmskey_operator.accounts.config import (
     AssumeRoleSource,
     BaseSource,
@@ -98,6 +98,7 @@ class Unresolved:
 
     reason: str
     message: str
+    waits_for: ConfigRef | None = None  # the config whose creation or fix would serve the key (waiting.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +157,10 @@ class Registry:
         # When a read last found a config absent (wall clock, for comparison with creationTimestamps).
         self._absent: dict[ConfigRef, float] = {}
         self._resolved: dict[ConfigRef, _Resolved] = {}
+        # Credentials STS last refused, per config (fingerprint, message): quick checks skip STS for them.
+        self._refusals: dict[ConfigRef, tuple[str, str]] = {}
+        # KmsKeys that wait on a config: the status checker wakes them when it becomes usable.
+        self.waiting = waiting.Waiting()
         self._limiters: dict[str, RateLimiter] = {}
         self._labels: dict[str, tuple[Mapping[str, str], float]] = {}
         self._tokens: dict[tuple[str, str, str], tuple[Path, float, float]] = {}
@@ -174,6 +179,7 @@ class Registry:
     def remove(self, ref: ConfigRef) -> None:
         self._configs.pop(ref, None)
         self._resolved.pop(ref, None)
+        self._refusals.pop(ref, None)
 
     def lookup(self, ref: ConfigRef) -> ProviderConfig | None:
         return self._configs.get(ref)
@@ -238,7 +244,7 @@ class Registry:
             policy=self.policy,
         )
         if isinstance(chosen, Refused):
-            return Unresolved(chosen.reason, chosen.message)
+            return Unresolved(chosen.reason, chosen.message, chosen.waits_for)
         return await self._target(chosen)
 
     async def target_for_ref(self, ref: ConfigRef | None) -> Target | Unresolved:
@@ -257,11 +263,24 @@ class Registry:
             return Unresolved(selection.PROVIDER_CONFIG_NOT_FOUND, f"{ref.describe()} does not exist")
         return await self._target(Selected(config, "the named config"))
 
-    async def check(self, ref: ConfigRef) -> ConfigCheck:
-        """Resolve the config's credentials afresh and ask STS who they are: its status."""
+    async def check(self, ref: ConfigRef, *, quick: bool = False) -> ConfigCheck:
+        """Resolve the config's credentials afresh and ask STS who they are: its status.
+
+        `quick` (the frequent re-checks while KmsKeys wait on a broken config): credentials that STS
+        refused before and that have not changed since (the same Secret data) are not sent to STS again;
+        they are not ready until they change, or until the next full check asks STS.
+        """
         config = self.lookup(ref)
         if config is None:
             return ConfigCheck(False, selection.PROVIDER_CONFIG_NOT_FOUND, f"{ref.describe()} does not exist")
+        refusal = self._refusals.get(ref)
+        if quick and refusal is not None:
+            try:
+                material = await self._material(config, config.source)
+            except CredentialsProblem as problem:
+                return ConfigCheck(False, _problem_reason(config), problem.message)
+            if _fingerprint(config, material) == refusal[0]:
+                return ConfigCheck(False, "CredentialsUnavailable", refusal[1])
         self.invalidate(ref)
         before = self._resolved.get(ref)
         try:
@@ -274,9 +293,11 @@ class Registry:
             return ConfigCheck(False, _problem_reason(config), problem.message)
         except KmsError as error:
             self.invalidate(ref)
-            return ConfigCheck(
-                False, "CredentialsUnavailable", f"STS refused the credentials: {error.describe()}"
-            )
+            message = f"STS refused the credentials: {error.describe()}"
+            if before is not None:
+                self._refusals[ref] = (before.fingerprint, message)
+            return ConfigCheck(False, "CredentialsUnavailable", message)
+        self._refusals.pop(ref, None)
         return ConfigCheck(
             True,
             "CredentialsVerified",
@@ -300,7 +321,9 @@ class Registry:
         try:
             resolved = await self._resolve(config)
         except CredentialsProblem as problem:
-            return Unresolved(PROVIDER_CONFIG_NOT_READY, f"{config.ref.describe()}: {problem.message}")
+            return Unresolved(
+                PROVIDER_CONFIG_NOT_READY, f"{config.ref.describe()}: {problem.message}", config.ref
+            )
         return Target(
             gateway=resolved.gateway,
             default_region=config.region_id or self.settings.region_id,
@@ -384,9 +407,7 @@ class Registry:
         ):
             return cached
         material = await self._material(config, config.source)
-        fingerprint = hashlib.sha256(
-            "\n".join([material.fingerprint, config.endpoint or "", config.sts_endpoint or ""]).encode()
-        ).hexdigest()
+        fingerprint = _fingerprint(config, material)
         if (
             cached is not None
             and cached.fingerprint == fingerprint
@@ -398,7 +419,10 @@ class Registry:
         try:
             identity = await sts.caller_identity(credential, self._sts_endpoint(config))
         except KmsError as error:
-            raise CredentialsProblem(f"STS refused the credentials: {error.describe()}") from None
+            message = f"STS refused the credentials: {error.describe()}"
+            self._refusals[config.ref] = (fingerprint, message)
+            raise CredentialsProblem(message) from None
+        self._refusals.pop(config.ref, None)
         if cached is not None and cached.identity.account_id != identity.account_id:
             logger.warning(
                 "%s: the credentials now act in account %s (they acted in %s)",
@@ -573,6 +597,12 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.replace(temporary, path)
+
+
+def _fingerprint(config: ProviderConfig, material: _Material) -> str:
+    """Identifies the config's credentials and endpoints, without holding the credentials."""
+    parts = [material.fingerprint, config.endpoint or "", config.sts_endpoint or ""]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _problem_reason(config: ProviderConfig) -> str:

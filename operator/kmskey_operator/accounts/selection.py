@@ -63,6 +63,7 @@ class Selected:
 class Refused:
     reason: str
     message: str
+    waits_for: ConfigRef | None = None  # the config whose creation (or fix) would serve the key
 
 
 def select(
@@ -114,6 +115,7 @@ def select(
                 PROVIDER_CONFIG_NOT_FOUND,
                 f"the cluster default {ref.describe()} does not exist; create it, or set "
                 "spec.providerConfigRef",
+                ref,
             )
         if config.admits(namespace_labels):
             return Selected(config, f"the cluster default {ref.describe()}")
@@ -128,6 +130,7 @@ def select(
             if policy.cluster_default
             else ""
         ),
+        own_default,
     )
 
 
@@ -138,7 +141,7 @@ def _use(
         return Refused(PROVIDER_CONFIG_NOT_ALLOWED, _other_namespace(namespace, ref))
     config = lookup(ref)
     if config is None:
-        return Refused(PROVIDER_CONFIG_NOT_FOUND, f"{ref.describe()} does not exist")
+        return Refused(PROVIDER_CONFIG_NOT_FOUND, f"{ref.describe()} does not exist", ref)
     if not config.admits(labels):
         return Refused(PROVIDER_CONFIG_NOT_ALLOWED, _not_admitted(namespace, config))
     return Selected(config, how)

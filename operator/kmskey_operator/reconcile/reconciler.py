@@ -21,8 +21,14 @@ import weakref
 from collections.abc import AsyncIterator, Sequence
 
 from kmskey_operator import claims, names, validation
-from kmskey_operator.accounts.refs import OPERATOR_RECORD
-from kmskey_operator.accounts.registry import ACCOUNT_CHANGED, Registry, Target, Unresolved
+from kmskey_operator.accounts.refs import OPERATOR_RECORD, ConfigRef
+from kmskey_operator.accounts.registry import (
+    ACCOUNT_CHANGED,
+    Registry,
+    Target,
+    Unresolved,
+    is_credentials_error,
+)
 from kmskey_operator.conditions import FALSE
 from kmskey_operator.kms.errors import ErrorKind, KmsError
 from kmskey_operator.kms.gateway import KmsGateway
@@ -94,6 +100,7 @@ class Reconciler:
                 ACCOUNT_CHANGED,
                 f"the key lives in account {recorded}, but {target.name} now acts in another account; give "
                 f"{target.ref.describe() if target.ref else 'it'} credentials of account {recorded} again",
+                target.ref,
             )
         return target
 
@@ -126,6 +133,7 @@ class Reconciler:
             return report.invalid(verdict.summary())
         target = await self._target(resource)
         if isinstance(target, Unresolved):
+            self._waits(resource, target.waits_for)
             return report.unresolved(target, attempt)
         report.target = target
         step = _Pass(
@@ -143,10 +151,24 @@ class Reconciler:
         report.region = step.region
         try:
             if spec.adopts_existing_key:
-                return await self._adopted(report, step)
-            return await self._created(report, step)
+                outcome = await self._adopted(report, step)
+            else:
+                outcome = await self._created(report, step)
         except KmsError as error:
+            # KMS refused the config's credentials: the key waits for the config to be fixed, too.
+            self._waits(resource, target.ref if is_credentials_error(error) else None)
             return report.kms_error(error, attempt)
+        self._waits(resource, None)
+        return outcome
+
+    def _waits(self, resource: Resource, ref: ConfigRef | None) -> None:
+        """Record that `resource` waits on config `ref` (None: on none), so fixing it wakes the key."""
+        if self.accounts is None:
+            return
+        if ref is None:
+            self.accounts.waiting.done(resource.uid)
+        else:
+            self.accounts.waiting.wait(resource.uid, ref)
 
     async def _created(self, report: Report, step: _Pass) -> Outcome:
         """A key this resource creates: the one recorded in status if it carries our claim, else the
@@ -356,6 +378,7 @@ class Reconciler:
         where the cluster allows it (KMSKEY_ADOPTED_KEY_DELETION). A key already gone or pending deletion
         counts as done.
         """
+        self._waits(resource, None)  # deletions are retried by kopf alone, never woken
         report = Report(resource)
         outcome = report.outcome
         try:
