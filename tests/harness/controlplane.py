@@ -36,6 +36,7 @@ from tests.harness.processes import (
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_START_TIMEOUT = 90.0
+API_RETRIES_429 = 10  # as client-go: a 429 with Retry-After is retried this many times
 
 
 class ControlPlaneError(RuntimeError):
@@ -316,20 +317,31 @@ class ControlPlane:
         timeout: float = 10.0,
         content_type: str = "application/json",
     ) -> tuple[int, bytes]:
-        """One HTTPS request as the admin user, straight to 127.0.0.1 (no proxy is ever consulted)."""
-        conn = http.client.HTTPSConnection(
-            LOOPBACK, self.apiserver_port, context=self.ssl_context(), timeout=timeout
-        )
-        try:
-            payload = None if body is None else json.dumps(body).encode()
-            headers = {"Accept": "application/json"}
-            if payload is not None:
-                headers["Content-Type"] = content_type
-            conn.request(method, path, body=payload, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        """One HTTPS request as the admin user, straight to 127.0.0.1 (no proxy is ever consulted).
+
+        A 429 with Retry-After is retried after that delay, a few times, as client-go (and so kubectl) does:
+        the API server answers 429 "storage is (re)initializing" while a resource's watch cache (re)starts,
+        e.g. just after its CRD is established or after etcd compacted past the cache's watch.
+        """
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if payload is not None:
+            headers["Content-Type"] = content_type
+        for attempt in range(API_RETRIES_429 + 1):
+            conn = http.client.HTTPSConnection(
+                LOOPBACK, self.apiserver_port, context=self.ssl_context(), timeout=timeout
+            )
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                response = conn.getresponse()
+                status, data = response.status, response.read()
+                retry_after = response.getheader("Retry-After")
+            finally:
+                conn.close()
+            if status != 429 or retry_after is None or attempt == API_RETRIES_429:
+                return status, data
+            time.sleep(min(10.0, max(0.1, float(retry_after) if retry_after.isdigit() else 1.0)))
+        raise AssertionError("unreachable")
 
     def get_json(self, path: str) -> Any:
         status, data = self.request("GET", path)
