@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     if webhook_enabled:
         import kmskey_operator.webhook  # noqa: F401  (registers the validating admission handler)
 
-    from kmskey_operator import health, memory, metrics, provider_configs
+    from kmskey_operator import health, heartbeat, memory, metrics, provider_configs
     from kmskey_operator.accounts.kube import KubeReader
     from kmskey_operator.accounts.registry import Registry
 
@@ -79,18 +79,30 @@ def _run(args: argparse.Namespace) -> int:
     reconciler = Reconciler(gateway, settings, accounts=accounts)
     runtime = handlers.Runtime(settings=settings, reconciler=reconciler, kube=kube)
     accounts.waiting.on_usable = runtime.wake  # a fixed config's KmsKeys reconcile now (accounts/waiting.py)
-    readiness = health.Readiness(webhook_enabled=webhook_enabled)
+    # The probes are served from a thread of their own and report the main loop's heartbeat (health.py).
+    loop_heartbeat = heartbeat.LoopHeartbeat(
+        stall_seconds=settings.liveness_stall_seconds, on_lag=metrics.observe_loop_lag
+    )
+    metrics.track_heartbeat(loop_heartbeat.age)
+    readiness = health.Readiness(webhook_enabled=webhook_enabled, heartbeat=loop_heartbeat)
+    probes = health.ProbeServer(
+        loop_heartbeat,
+        readiness,
+        host=settings.health_host,
+        health_port=settings.health_port,
+        ready_port=settings.ready_port,
+    )
     metrics.track_peering(peering=settings.peering_name is not None)
     metrics.on_activity(runtime.set_active)
     background: list[asyncio.Task[None]] = []
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+        background.append(asyncio.create_task(loop_heartbeat.run(), name="event loop heartbeat"))
         # kopf hands every handler its indices; the reconciler asks them whether a claimant still exists.
         runtime.reconciler.liveness = directory.Directory.from_kwargs(
             kwargs, namespaces=runtime.settings.namespaces
         )
-        await readiness.start(runtime.settings.health_host, runtime.settings.ready_port)
         handlers.configure_kopf(settings, runtime.settings)
         if webhook_enabled:
             from kmskey_operator import webhook
@@ -104,26 +116,27 @@ def _run(args: argparse.Namespace) -> int:
         background.append(asyncio.create_task(checker.run()))
 
     @kopf.on.cleanup(registry=registry)
-    async def stop_readiness(**_: Any) -> None:
+    async def stop_background(**_: Any) -> None:
         for task in background:
             task.cancel()
-        await readiness.stop()
         await kube.close()
 
-    liveness = f"http://{settings.health_host}:{settings.health_port}/healthz"
-    kopf.run(
-        registry=registry,
-        memo=kopf.Memo(runtime=runtime, settings=settings, config_reader=reader),
-        ready_flag=readiness.started,
-        insights=readiness.insights,
-        # Our own identity: kopf's default asks the passwd database, which has no entry for the image's uid.
-        identity=peering.Identity(identity.peer_identity()),
-        standalone=settings.peering_name is None,
-        peering_name=settings.peering_name,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=liveness if settings.health_port else None,
-    )
+    probes.start()
+    try:
+        kopf.run(
+            registry=registry,
+            memo=kopf.Memo(runtime=runtime, settings=settings, config_reader=reader),
+            ready_flag=readiness.started,
+            insights=readiness.insights,
+            # Our own identity: kopf's default asks the passwd database (no entry for the image's uid).
+            identity=peering.Identity(identity.peer_identity()),
+            standalone=settings.peering_name is None,
+            peering_name=settings.peering_name,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+        )
+    finally:
+        probes.stop()
     return 0
 
 

@@ -76,6 +76,17 @@ RESYNC_DELAY = prom.Histogram(
     "How late each drift check started after it was due (waiting for the read budget or a free slot)",
     buckets=(0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0),
 )
+EVENT_LOOP_LAG = prom.Histogram(
+    "kmskey_event_loop_lag_seconds",
+    "How late each tick of the main event loop's heartbeat ran (every 0.1 s): how long the loop was busy "
+    "before it could serve anything else (the webhook, the watch streams, kopf's workers)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0),
+)
+EVENT_LOOP_TICK_AGE = prom.Gauge(
+    "kmskey_event_loop_last_tick_age_seconds",
+    "Seconds since the main event loop's heartbeat last ticked (read at scrape time; /healthz fails above "
+    "KMSKEY_LIVENESS_STALL_SECONDS)",
+)
 READY_STATES = ("True", "False", "Unknown")
 
 
@@ -213,3 +224,12 @@ def start_server(port: int, addr: str = "0.0.0.0") -> None:
     if port and not _started:
         prom.start_http_server(port, addr=addr)
         _started = True
+
+
+def observe_loop_lag(seconds: float) -> None:
+    EVENT_LOOP_LAG.observe(seconds)
+
+
+def track_heartbeat(age: Callable[[], float | None]) -> None:
+    """The last tick's age, read when scraped (-1 before the first tick)."""
+    EVENT_LOOP_TICK_AGE.set_function(lambda: -1.0 if (seconds := age()) is None else seconds)

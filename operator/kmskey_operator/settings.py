@@ -108,7 +108,10 @@ class Settings:
     deletion of a key it adopted (rather than created); false = adopted keys are always retained."""
     # --- serving ---
     health_port: int = 8081
-    """KMSKEY_HEALTH_PORT: port of kopf's /healthz (liveness). 0 = off."""
+    """KMSKEY_HEALTH_PORT: port of /healthz (liveness: the event loop is not stuck). 0 = off."""
+    liveness_stall_seconds: float = 10.0
+    """KMSKEY_LIVENESS_STALL_SECONDS: /healthz (and /readyz) fail once the operator's event loop has not run
+    for this many seconds; a loop that is only busy runs every few hundred milliseconds at worst."""
     health_host: str = "0.0.0.0"
     """KMSKEY_HEALTH_HOST: address /healthz and /readyz listen on (0.0.0.0 = every interface)."""
     ready_port: int = 8082
@@ -220,6 +223,10 @@ class Settings:
             raise SettingsError("KMSKEY_RESYNC_READ_SHARE must be in (0, 1]: a fraction of KMSKEY_READ_QPS")
         if self.status_heartbeat_seconds <= 0:
             raise SettingsError("KMSKEY_STATUS_HEARTBEAT_SECONDS must be positive")
+        if self.liveness_stall_seconds < 1:
+            raise SettingsError(
+                f"KMSKEY_LIVENESS_STALL_SECONDS={self.liveness_stall_seconds:g}: give at least 1 (seconds)"
+            )
         if self.peering_lifetime_seconds < 1:
             raise SettingsError("KMSKEY_PEERING_LIFETIME_SECONDS must be at least 1")
         if self.cluster_id and not _CLUSTER_ID.match(self.cluster_id):
@@ -267,6 +274,7 @@ ENV_VARS: dict[str, str] = {
     "adopted_key_deletion": "KMSKEY_ADOPTED_KEY_DELETION",
     "health_host": "KMSKEY_HEALTH_HOST",
     "health_port": "KMSKEY_HEALTH_PORT",
+    "liveness_stall_seconds": "KMSKEY_LIVENESS_STALL_SECONDS",
     "ready_port": "KMSKEY_READY_PORT",
     "metrics_host": "KMSKEY_METRICS_HOST",
     "metrics_port": "KMSKEY_METRICS_PORT",

@@ -24,6 +24,41 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[index]
 
 
+def histogram_quantile(
+    before: dict[float, float], after: dict[float, float], fraction: float
+) -> float | None:
+    """The `fraction` quantile of what a Prometheus histogram counted between two scrapes.
+
+    `before` and `after` map each bucket's upper bound (`le`, +Inf included) to its cumulative count. As
+    Prometheus's histogram_quantile: linear within the bucket that holds the rank; a rank in the +Inf bucket
+    gives the highest finite bound. None when nothing was counted.
+    """
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return None
+    rank = fraction * total
+    lower, below = 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts, strict=True):
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return lower
+
+
+def histogram_max_bound(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The upper bound of the highest bucket that counted anything between two scrapes (inf if +Inf)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    return next(bound for bound, cumulative in zip(bounds, counts, strict=True) if cumulative >= counts[-1])
+
+
 def machine() -> dict[str, Any]:
     """Cores, memory, CPU model, kernel and Python: what the numbers depend on."""
     model = ""
@@ -286,6 +321,7 @@ SCALE_KEYS = (
     "operator_rss_mb_10000_keys",
     "operator_idle_cpu_percent_10000_keys",
     "healthz_p99_ms_during_burst",
+    "event_loop_lag_p99_ms_during_burst",
     "api_writes_per_key_noop_resync_10000_keys",
 )
 
@@ -296,6 +332,14 @@ SCALE_ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("healthz_p50_ms_during_burst", "/healthz during the burst, p50", "ms", "{:.1f}"),
     ("healthz_p99_ms_during_burst", "/healthz during the burst, p99", "ms", "{:.1f}"),
     ("healthz_max_ms_during_burst", "/healthz during the burst, max", "ms", "{:.1f}"),
+    (
+        "event_loop_lag_p50_ms_during_burst",
+        "main event loop's lag during the burst, p50 (its heartbeat, from /metrics)",
+        "ms",
+        "{:.1f}",
+    ),
+    ("event_loop_lag_p99_ms_during_burst", "main event loop's lag during the burst, p99", "ms", "{:.1f}"),
+    ("event_loop_lag_max_ms_during_burst", "main event loop's lag during the burst, max (≤)", "ms", "{:.0f}"),
     ("operator_cpu_percent_burst", "Operator CPU during the burst", "% core", "{:.1f}"),
     ("operator_cpu_ms_per_create", "  per create", "ms", "{:.2f}"),
     (
@@ -313,6 +357,12 @@ SCALE_ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("api_writes_per_key_noop_resync_10000_keys", "API writes per key: no-op drift check", "", "{:.3f}"),
     ("kms_reads_per_key_noop_resync_10000_keys", "KMS reads per key: no-op drift check", "", "{:.2f}"),
     ("healthz_p99_ms_during_resync_wave", "/healthz during the drift-check wave, p99", "ms", "{:.1f}"),
+    (
+        "event_loop_lag_p99_ms_during_resync_wave",
+        "main event loop's lag during the drift-check wave, p99",
+        "ms",
+        "{:.1f}",
+    ),
 )
 
 

@@ -421,6 +421,7 @@ def test_default_values_are_the_operator_defaults() -> None:
         "health_host",
         "health_port",
         "ready_port",
+        "liveness_stall_seconds",
         "metrics_host",
         "metrics_port",
         "peering_name",

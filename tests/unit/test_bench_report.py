@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.bench import report
 
 
@@ -33,3 +35,17 @@ def test_a_smaller_run_is_labelled_with_its_own_sizes() -> None:
 def test_the_default_run_reads_as_before() -> None:
     table = report.table({"parameters": {"keys": 1000}, "burst_1000_seconds": 101.0})
     assert "Burst 1,000 KmsKeys → all Ready | 101.0 s" in table
+
+
+def test_histogram_quantile_reads_the_counts_between_two_scrapes_as_prometheus_does() -> None:
+    inf = float("inf")
+    before = {0.01: 10.0, 0.1: 10.0, 1.0: 10.0, inf: 10.0}
+    after = {0.01: 60.0, 0.1: 100.0, 1.0: 109.0, inf: 110.0}  # 50 ≤ 10 ms, 40 ≤ 100 ms, 9 ≤ 1 s, 1 above
+    assert report.histogram_quantile(before, after, 0.5) == 0.01  # rank 50: the top of the first bucket
+    assert report.histogram_quantile(before, after, 0.9) == 0.1
+    assert report.histogram_quantile(before, after, 0.95) == pytest.approx(0.1 + 0.9 * 5 / 9)
+    assert report.histogram_quantile(before, after, 0.999) == 1.0  # in +Inf: the highest finite bound
+    assert report.histogram_max_bound(before, after) == inf
+    assert report.histogram_max_bound(before, {**after, inf: 109.0}) == 1.0
+    assert report.histogram_quantile(after, after, 0.99) is None
+    assert report.histogram_max_bound(after, after) is None
