@@ -22,6 +22,7 @@ from kmskey_operator.accounts import selection
 from kmskey_operator.accounts.kube import KubeReader
 from kmskey_operator.accounts.refs import ConfigKind, ConfigRef
 from kmskey_operator.accounts.registry import PROVIDER_CONFIG_NOT_READY, Registry, Target, Unresolved
+from kmskey_operator.kms import sts
 from kmskey_operator.kms.errors import KmsError
 from kmskey_operator.kms.gateway import KmsGateway
 from kmskey_operator.provider_configs import StatusChecker
@@ -453,3 +454,38 @@ def test_a_config_keys_wait_on_is_rechecked_cheaply_and_wakes_them_when_it_works
     assert woken == ["uid-waiting"]
     assert not registry.waiting.waits_on(ref)
     assert written[-1]["status"]["accountId"] == HOME
+
+
+def test_a_config_in_the_operators_own_account_shares_the_operators_rate_limiter(
+    emulator: EmulatorHandle, kubectl: Kubectl, namespace: str
+) -> None:
+    """KMS's quota is the account's: the operator's own credentials and a config's keys in the same account
+    (another RAM user of it) wait on one limiter, so together they never go over the account's rate."""
+    create_secret(kubectl, namespace, "kms-keys", accessKeyId="ak-a2", accessKeySecret="secret-a2-0123456789")
+    settings = Settings(
+        kms_endpoint=emulator.endpoint,
+        kms_protocol="http",
+        sts_endpoint=emulator.endpoint,
+        kms_call_retries=0,
+        read_qps=10,
+    )
+    # The operator's own credentials: RAM user team-a of HOME; the config's: RAM user team-a-next of HOME.
+    own = KmsGateway(settings, credential=sts.client(sts.static_keys("ak-a1", "secret-a1-0123456789")))
+    registry = Registry(settings, reader=opened(KubeReader()), operator_gateway=own)
+    registry.upsert(config_body(namespace, "default", SECRET), ConfigKind.NAMESPACED)
+    target = resolve(registry, namespace)
+    assert isinstance(target, Target)
+    assert target.account_id == HOME
+    assert target.gateway.limiter is own.limiter
+
+    async def both() -> float:
+        started = time.monotonic()
+        await asyncio.gather(
+            *(own.list_keys(emulator.region_id, {}) for _ in range(10)),
+            *(target.gateway.list_keys(emulator.region_id, {}) for _ in range(10)),
+        )
+        return time.monotonic() - started
+
+    # 20 reads at 10/s from one bucket (burst 1): at least 1.9 s; two limiters would pass them in 0.9 s.
+    assert run(both()) >= 1.7
+    assert emulator.call_counts(HOME)["ListKeys"] >= 20

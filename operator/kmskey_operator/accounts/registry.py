@@ -4,8 +4,9 @@
 provider config, the config to credentials, and the credentials to an account (STS GetCallerIdentity), and
 hands the reconciler a `Target`: the gateway to call, the region of keys that declare none, and what to
 record in status. Per account (and region) there is one client-side rate limiter, shared by every config
-that resolves to that account, so account A's burst never waits on account B's quota; per credentials there
-is one gateway (its SDK clients per endpoint).
+that resolves to that account and by the operator's own credentials when they act in it (their account is
+asked of STS once), so account A's burst never waits on account B's quota and no account gets two budgets;
+per credentials there is one gateway (its SDK clients per endpoint).
 
 Secrets are re-read on use, not watched: a Secret read more than `credentials_recheck_seconds` ago is read
 again before the next call, and at once after KMS refuses the credentials, so a rotated Secret takes effect
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 PROVIDER_CONFIG_NOT_READY = names.REASON_PROVIDER_CONFIG_NOT_READY
 ACCOUNT_CHANGED = names.REASON_PROVIDER_CONFIG_ACCOUNT_CHANGED
 TOKEN_SECONDS = 3600
+OPERATOR_IDENTITY_RETRY_SECONDS = 60.0  # after STS could not say whose the operator's own credentials are
 ABSENT_MARGIN = 2.0  # seconds: creationTimestamp's granularity plus clock skew with the API server
 _CREDENTIAL_ERRORS = (
     "InvalidAccessKeyId",
@@ -126,6 +128,7 @@ class _Resolved:
     gateway: KmsGateway
     read_at: float
     credential: Any  # the credentials client (holds the provider and its STS cache)
+    provider: Any = None  # the provider inside it (role providers cache their STS credentials)
 
 
 class Registry:
@@ -162,6 +165,10 @@ class Registry:
         # KmsKeys that wait on a config: the status checker wakes them when it becomes usable.
         self.waiting = waiting.Waiting()
         self._limiters: dict[str, RateLimiter] = {}
+        # The account of the operator's own credentials (STS, asked once when a config first resolves): a
+        # config in that account shares the operator gateway's limiter, so the account's quota is one budget.
+        self._operator_account = ""
+        self._operator_account_asked = float("-inf")
         self._labels: dict[str, tuple[Mapping[str, str], float]] = {}
         self._tokens: dict[tuple[str, str, str], tuple[Path, float, float]] = {}
         self._token_dir = token_dir
@@ -193,6 +200,9 @@ class Registry:
     def refused(self, ref: ConfigRef) -> None:
         """KMS refused the config's credentials: re-read them before the next use, and re-check the config."""
         self.invalidate(ref)
+        resolved = self._resolved.get(ref)
+        if resolved is not None and isinstance(resolved.provider, sts.RoleCredentialsCache):
+            resolved.provider.forget()  # role credentials too: assume the role again
         if self.on_trouble is not None:
             self.on_trouble(ref)
 
@@ -435,7 +445,7 @@ class Registry:
             gateway_settings = dataclasses.replace(gateway_settings, kms_endpoint=config.endpoint)
         gateway = self._gateway_class(
             gateway_settings,
-            limiter=self._limiter(identity.account_id),
+            limiter=await self._limiter(identity.account_id),
             observer=self._observer,
             credential=credential,
             **self._gateway_options,
@@ -444,7 +454,9 @@ class Registry:
         gateway.bind(
             f"{config.ref.describe()} (account {identity.account_id})", lambda: self.refused(config.ref)
         )
-        resolved = _Resolved(fingerprint, config.generation, identity, gateway, now, credential)
+        resolved = _Resolved(
+            fingerprint, config.generation, identity, gateway, now, credential, material.provider
+        )
         self._resolved[config.ref] = resolved
         logger.info(
             "%s resolved to account %s as %s",
@@ -454,12 +466,40 @@ class Registry:
         )
         return resolved
 
-    def _limiter(self, account_id: str) -> RateLimiter:
+    async def _limiter(self, account_id: str) -> RateLimiter:
+        """The one limiter of `account_id`: the operator gateway's when its own credentials act there."""
         limiter = self._limiters.get(account_id)
         if limiter is None:
-            s = self.settings
-            limiter = self._limiters[account_id] = RateLimiter(s.create_qps, s.read_qps, s.write_qps)
+            if account_id == await self._own_account():
+                limiter = self._operator.limiter
+            else:
+                s = self.settings
+                limiter = RateLimiter(s.create_qps, s.read_qps, s.write_qps)
+            self._limiters[account_id] = limiter
         return limiter
+
+    async def _own_account(self) -> str:
+        """The account of the operator's own credentials ("" when STS cannot say: none configured, or a
+        failure, asked again after OPERATOR_IDENTITY_RETRY_SECONDS)."""
+        now = self._clock()
+        if self._operator_account or now - self._operator_account_asked < OPERATOR_IDENTITY_RETRY_SECONDS:
+            return self._operator_account
+        self._operator_account_asked = now
+        s = self.settings
+        endpoint = sts.StsEndpoint(
+            host=s.sts_endpoint_for(s.region_id),
+            protocol=s.kms_protocol,
+            ca_bundle=getattr(s, "kms_ca_bundle", None),
+            connect_timeout_ms=s.kms_connect_timeout_ms,
+            read_timeout_ms=s.kms_read_timeout_ms,
+        )
+        try:
+            identity = await sts.caller_identity(self._operator.credential, endpoint)
+        except KmsError as error:
+            logger.info("the operator's own credentials have no account STS can name: %s", error.describe())
+            return ""
+        self._operator_account = identity.account_id
+        return self._operator_account
 
     def _sts_endpoint(self, config: ProviderConfig) -> sts.StsEndpoint:
         s = self.settings

@@ -84,17 +84,28 @@ class KmsGateway:
         """KMS calls waiting on the client-side rate limiter now."""
         return self._limiter.waiting
 
-    def _client(self, region_id: str) -> SdkClient:
+    @property
+    def limiter(self) -> RateLimiter:
+        """The client-side rate limiter every call of this gateway waits on (one per account)."""
+        return self._limiter
+
+    @property
+    def credential(self) -> Any:
+        """The credentials client this gateway signs with (the standard chain unless one was given)."""
         if self._credential is None:
             # The standard chain: env access keys, STS token, RRSA OIDC, credentials file, ECS role. Its
             # refreshes run inside SDK calls, so in the transport's threads, under the chain's own lock.
             self._credential = CredentialClient()
+        return self._credential
+
+    def _client(self, region_id: str) -> SdkClient:
+        credential = self.credential
         endpoint = self._settings.endpoint_for(region_id)
-        key = (id(self._credential), endpoint)
+        key = (id(credential), endpoint)
         client = self._clients.get(key)
         if client is None:
             config = Config(
-                credential=self._credential,
+                credential=credential,
                 endpoint=endpoint,
                 protocol=self._settings.kms_protocol,
                 # Added to the trust of the SDK's TLS context for this endpoint (system roots + certifi).

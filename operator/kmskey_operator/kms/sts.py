@@ -2,8 +2,11 @@
 
 The one place (beside gateway.py) that touches the Alibaba SDKs for identity: it builds a credentials client
 from plain values (an AccessKey pair, a role to assume with a base provider, an OIDC token file, the default
-chain) and asks STS who those credentials are. The providers cache what STS returns and refresh it themselves
-15 minutes before it expires (the library's RefreshCachedSupplier), inside whichever KMS call needs it.
+chain) and asks STS who those credentials are. The library's providers cache what STS returns, but count it
+stale 15 minutes before it expires: with durationSeconds 900 (STS's shortest) that is at once, so they would
+assume the role again for every KMS call. Role providers are therefore wrapped in `RoleCredentialsCache`,
+which keeps the credentials until a quarter of their lifetime is left (at most 15 minutes, as the library):
+one AssumeRole per ~11 minutes at 900 s, per 45 minutes at 3600 s.
 
 STS is reached at `host[:port]` over the operator's protocol; for plain HTTP (the emulator) the endpoint
 given to the library carries its scheme, because the library composes `https://` for a bare host. Over
@@ -12,7 +15,11 @@ HTTPS the library verifies with the system roots (SSL_CERT_FILE honoured) and ce
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from alibabacloud_credentials.client import Client as CredentialClient
@@ -81,6 +88,55 @@ def default_chain() -> Provider:
     return DefaultCredentialsProvider()
 
 
+REFRESH_SHARE = 0.25  # of the credentials' lifetime left when they are fetched again
+REFRESH_AT_MOST = 15 * 60.0  # seconds before expiry (the library's own margin)
+
+
+class RoleCredentialsCache:
+    """A credentials provider that keeps its inner (role) provider's credentials until near their expiry.
+
+    Thread-safe: the gateway resolves credentials in its worker threads, and one of them fetches while the
+    others wait for that fetch (never one AssumeRole per waiting thread). The async path runs the same
+    code in a thread, so the event loop never waits on STS (nor on the library's lock, see kms/transport.py).
+    A failed fetch is not cached: the next call tries again.
+    """
+
+    def __init__(self, inner: Provider, *, clock: Callable[[], float] = time.time) -> None:
+        self._inner = inner
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._credentials: Any = None
+        self._refresh_at = float("-inf")
+
+    def get_credentials(self) -> Any:
+        credentials = self._credentials
+        if credentials is not None and self._clock() < self._refresh_at:
+            return credentials
+        with self._lock:
+            if self._credentials is not None and self._clock() < self._refresh_at:
+                return self._credentials
+            fetched_at = self._clock()
+            credentials = self._inner.get_credentials()
+            expiration = credentials.get_expiration()
+            if expiration is None:
+                self._refresh_at = float("inf")  # credentials that never expire
+            else:
+                lifetime = max(0.0, float(expiration) - fetched_at)
+                self._refresh_at = float(expiration) - min(REFRESH_AT_MOST, lifetime * REFRESH_SHARE)
+            self._credentials = credentials
+            return credentials
+
+    async def get_credentials_async(self) -> Any:
+        return await asyncio.to_thread(self.get_credentials)
+
+    def get_provider_name(self) -> str:
+        return str(self._inner.get_provider_name())
+
+    def forget(self) -> None:
+        """Fetch afresh at the next call (KMS refused the cached credentials)."""
+        self._refresh_at = float("-inf")
+
+
 def assume_role(
     base: Provider,
     *,
@@ -90,14 +146,16 @@ def assume_role(
     external_id: str | None,
     endpoint: StsEndpoint,
 ) -> Provider:
-    return RamRoleArnCredentialsProvider(
-        credentials_provider=base,
-        role_arn=role_arn,
-        role_session_name=session_name,
-        duration_seconds=duration_seconds,
-        external_id=external_id,
-        sts_endpoint=endpoint.for_credentials_library,
-        http_options=_http_options(endpoint),
+    return RoleCredentialsCache(
+        RamRoleArnCredentialsProvider(
+            credentials_provider=base,
+            role_arn=role_arn,
+            role_session_name=session_name,
+            duration_seconds=duration_seconds,
+            external_id=external_id,
+            sts_endpoint=endpoint.for_credentials_library,
+            http_options=_http_options(endpoint),
+        )
     )
 
 
@@ -110,14 +168,16 @@ def assume_role_with_oidc(
     duration_seconds: int,
     endpoint: StsEndpoint,
 ) -> Provider:
-    return OIDCRoleArnCredentialsProvider(
-        role_arn=role_arn,
-        oidc_provider_arn=oidc_provider_arn,
-        oidc_token_file_path=token_file,
-        role_session_name=session_name,
-        duration_seconds=duration_seconds,
-        sts_endpoint=endpoint.for_credentials_library,
-        http_options=_http_options(endpoint),
+    return RoleCredentialsCache(
+        OIDCRoleArnCredentialsProvider(
+            role_arn=role_arn,
+            oidc_provider_arn=oidc_provider_arn,
+            oidc_token_file_path=token_file,
+            role_session_name=session_name,
+            duration_seconds=duration_seconds,
+            sts_endpoint=endpoint.for_credentials_library,
+            http_options=_http_options(endpoint),
+        )
     )
 
 
