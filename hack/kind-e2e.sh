@@ -6,16 +6,23 @@
 #   run        create a kind cluster (or reuse it), build the image and load it into the cluster, deploy the
 #              KMS emulator from the same image (or use real KMS, below), `helm upgrade --install` the chart,
 #              apply examples/seed.yaml, wait until it is Ready and print `kubectl get kmskeys`.
-#   manifests  print every manifest `run` applies (emulator, credentials Secret, chart, seed) and exit; needs
-#              only helm, so the tests check these manifests on machines without Docker.
+#   manifests  print every manifest `run` applies (emulator and its CA, credentials Secret, chart, seed) and
+#              exit; needs only helm and python3, so the tests check these manifests on machines without Docker.
 #
-# Needs Docker, kind, kubectl and helm on PATH (make kind-e2e puts .venv/bin first, for kubectl and helm).
+# The emulator speaks HTTPS only, as real KMS: a CA is made here first (python3 with the project installed,
+# kms_emulator.tls; kept in KIND_TLS_DIR and reused), its certificate and key go to the emulator in a Secret
+# (kms-emulator --tls-ca-dir, serving kms-emulator.<namespace>.svc), and the CA certificate goes to the
+# operator the way users hand it a private CA: a ConfigMap named in the chart's kms.caBundle.configMapName.
+#
+# Needs Docker, kind, kubectl, helm and python3 on PATH (make kind-e2e puts .venv/bin first).
 #
 # Environment:
 #   KIND_CLUSTER   cluster name (default kmskey-e2e); an existing cluster of that name is reused
 #   KEEP_CLUSTER   1 = leave the cluster running afterwards (default: delete it if this run created it)
 #   IMAGE          image name:tag to build and load (default kmskey-operator:e2e)
 #   NAMESPACE      namespace of the operator and the emulator (default kmskey-system)
+#   KIND_TLS_DIR   where the emulator's CA is made and kept (default .dev/kind-e2e-tls in the repository)
+#   PYTHON         the python3 that can import kms_emulator (default: python3 on PATH)
 #   ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET
 #                  when both are set, real Alibaba Cloud KMS is used instead of the emulator, in region
 #                  ALIBABA_CLOUD_REGION_ID (default cn-hangzhou), and the seed gets a real key: mind its cost
@@ -36,6 +43,10 @@ EMULATOR_KEY_ID="kind-e2e-access-key"
 EMULATOR_KEY_SECRET="kind-e2e-access-secret"
 EMULATOR_INSTANCE="kst-hzz62ee5fe3b7ifgq5hmg" # the seed example's dkmsInstanceId
 EMULATOR_PORT=8080
+EMULATOR_CA="kms-emulator-ca" # Secret: the emulator's CA certificate and key
+KMS_CA_CONFIG_MAP="kms-ca"    # ConfigMap: the CA certificate the operator trusts (kms.caBundle)
+KIND_TLS_DIR="${KIND_TLS_DIR:-$ROOT/.dev/kind-e2e-tls}"
+PYTHON="${PYTHON:-python3}"
 
 log() { printf '[kind-e2e] %s\n' "$*" >&2; }
 die() {
@@ -48,7 +59,44 @@ real_kms() { [ -n "${ALIBABA_CLOUD_ACCESS_KEY_ID:-}" ] && [ -n "${ALIBABA_CLOUD_
 image_repository() { printf '%s' "${IMAGE%:*}"; }
 image_tag() { printf '%s' "${IMAGE##*:}"; }
 
-# The emulator: a Deployment + Service running `kms-emulator` from the operator's own image.
+# The emulator's CA (ca.crt, ca.key in KIND_TLS_DIR): made once by the emulator's own TLS code, then reused.
+emulator_ca() {
+  if [ ! -s "$KIND_TLS_DIR/ca.crt" ] || [ ! -s "$KIND_TLS_DIR/ca.key" ]; then
+    "$PYTHON" -c 'import sys; from kms_emulator import tls; tls.prepare(sys.argv[1])' "$KIND_TLS_DIR" ||
+      die "could not make the emulator's CA with $PYTHON (it needs the project installed: make venv)"
+  fi
+}
+
+b64() { base64 <"$1" | tr -d '\n'; }
+
+# The CA as the emulator reads it (a Secret) and as the operator trusts it (a ConfigMap, kms.caBundle).
+emulator_ca_manifests() {
+  emulator_ca
+  cat <<EOF
+apiVersion: v1
+kind: Secret
+metadata:
+  name: $EMULATOR_CA
+  namespace: $NAMESPACE
+  labels: {app.kubernetes.io/name: kms-emulator, app.kubernetes.io/part-of: kmskey-e2e}
+type: Opaque
+data:
+  ca.crt: $(b64 "$KIND_TLS_DIR/ca.crt")
+  ca.key: $(b64 "$KIND_TLS_DIR/ca.key")
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: $KMS_CA_CONFIG_MAP
+  namespace: $NAMESPACE
+  labels: {app.kubernetes.io/part-of: kmskey-e2e}
+data:
+  ca.crt: |
+$(sed 's/^/    /' "$KIND_TLS_DIR/ca.crt")
+EOF
+}
+
+# The emulator: a Deployment + Service running `kms-emulator` from the operator's own image, over HTTPS.
 emulator_manifest() {
   cat <<EOF
 apiVersion: apps/v1
@@ -71,7 +119,13 @@ spec:
         runAsNonRoot: true
         runAsUser: 65532
         runAsGroup: 65532
+        fsGroup: 65532
         seccompProfile: {type: RuntimeDefault}
+      volumes:
+        - name: ca
+          secret: {secretName: $EMULATOR_CA, defaultMode: 0440}
+        - name: tls
+          emptyDir: {medium: Memory, sizeLimit: 1Mi}
       containers:
         - name: kms-emulator
           image: $IMAGE
@@ -84,7 +138,14 @@ spec:
             - --access-key-id=$EMULATOR_KEY_ID
             - --access-key-secret=$EMULATOR_KEY_SECRET
             - --instance-id=$EMULATOR_INSTANCE
+            - --tls-ca-dir=/etc/kms-emulator/ca
+            - --tls-dir=/var/run/kms-emulator/tls
+            - --tls-name=kms-emulator.$NAMESPACE.svc
+            - --tls-name=kms-emulator.$NAMESPACE.svc.cluster.local
             - --log-level=INFO
+          volumeMounts:
+            - {name: ca, mountPath: /etc/kms-emulator/ca, readOnly: true}
+            - {name: tls, mountPath: /var/run/kms-emulator/tls}
           ports:
             - {name: kms, containerPort: $EMULATOR_PORT, protocol: TCP}
           readinessProbe:
@@ -144,7 +205,8 @@ helm_values() {
   if ! real_kms; then
     printf '%s\n' \
       --set "kms.endpoint=kms-emulator.$NAMESPACE.svc:$EMULATOR_PORT" \
-      --set kms.protocol=http \
+      --set kms.protocol=https \
+      --set "kms.caBundle.configMapName=$KMS_CA_CONFIG_MAP" \
       --set credentials.ecsMetadataDisabled=true
   fi
 }
@@ -173,6 +235,8 @@ print_manifests() {
   local -a values
   mapfile -t values < <(helm_values)
   if ! real_kms; then
+    emulator_ca_manifests
+    echo "---"
     emulator_manifest
     echo "---"
   fi
@@ -196,6 +260,7 @@ run() {
   for tool in docker kind kubectl helm; do
     command -v "$tool" >/dev/null || die "$tool is not on PATH (kind-e2e needs Docker, kind, kubectl and helm)"
   done
+  if ! real_kms; then emulator_ca; fi # before anything is created: a missing python3 stops the run here
   local created=0
   if kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
     log "reusing kind cluster $KIND_CLUSTER"
@@ -225,7 +290,8 @@ run() {
   if real_kms; then
     log "using real Alibaba Cloud KMS in $REGION"
   else
-    log "deploying the KMS emulator from $IMAGE"
+    log "deploying the KMS emulator from $IMAGE (HTTPS, its CA from $KIND_TLS_DIR)"
+    emulator_ca_manifests | kubectl apply -f -
     emulator_manifest | kubectl apply -f -
     kubectl -n "$NAMESPACE" rollout status deployment/kms-emulator --timeout=180s
   fi

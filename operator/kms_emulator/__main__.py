@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -29,6 +30,7 @@ from .faults import DEFAULT_FAULT_CODE, DEFAULT_FAULT_STATUS, FaultRule
 from .quota import THROTTLE_STYLES, QuotaSettings
 from .server import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Emulator, EmulatorConfig
 from .testing import bound_port
+from .tls import CA_CERT_FILE, CA_KEY_FILE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="keep the CA (ca.crt, the file clients trust) and the serving certificate here; an existing "
         "CA is reused (implies --tls; default with --tls: a temporary directory removed on exit)",
+    )
+    add(
+        "--tls-ca-dir",
+        type=Path,
+        help="serve with the CA in this directory (ca.crt and ca.key, e.g. a mounted Secret; read only): "
+        "clients are given that CA before the emulator starts. Copied into --tls-dir (implies --tls)",
     )
     add(
         "--tls-name",
@@ -216,12 +224,28 @@ async def serve(config: EmulatorConfig) -> None:
         await runner.cleanup()
 
 
+def use_ca(source: Path, tls_dir: Path) -> None:
+    """Put the CA of `source` into `tls_dir`, where the emulator reuses a CA it finds (kms_emulator.tls)."""
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    for name, mode in ((CA_CERT_FILE, 0o644), (CA_KEY_FILE, 0o600)):
+        path = source / name
+        if not path.is_file():
+            raise SystemExit(f"kms-emulator: --tls-ca-dir {source} has no {name} (needs ca.crt, ca.key)")
+        target = tls_dir / name
+        target.unlink(missing_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(path.read_bytes())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     temporary = None
-    if args.tls and args.tls_dir is None:
+    if (args.tls or args.tls_ca_dir) and args.tls_dir is None:
         temporary = args.tls_dir = Path(tempfile.mkdtemp(prefix="kms-emulator-tls-"))
+    if args.tls_ca_dir:
+        use_ca(args.tls_ca_dir, args.tls_dir)
     try:
         asyncio.run(serve(config_from_args(args)))
     finally:
