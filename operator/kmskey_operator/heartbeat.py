@@ -5,7 +5,7 @@ served by that loop measures how busy it is, not whether it works: during a burs
 iterations (kopf hands every event of a watch chunk to a worker in one go) made `/healthz` take 250-400 ms,
 and a kubelet whose probe times out restarts a pod that is working hard, not one that is stuck. So the probes
 are served elsewhere, and the loop proves it is alive by ticking: a task in it wakes every `interval` and
-records the time. `/healthz` fails once the last tick is older than the stall threshold
+records the time (every 0.25 s). `/healthz` fails once the last tick is older than the stall threshold
 (KMSKEY_LIVENESS_STALL_SECONDS): a loop that is stuck (a blocking call, a deadlock, a runaway handler) gets
 the pod restarted, a loop that is merely busy does not.
 
@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-DEFAULT_INTERVAL = 0.1
+DEFAULT_INTERVAL = 0.25  # 4 wake-ups a second: about 0.1 % of a core idle (0.1 s cost 0.2-0.25 %)
 
 
 class LoopHeartbeat:

@@ -78,7 +78,7 @@ RESYNC_DELAY = prom.Histogram(
 )
 EVENT_LOOP_LAG = prom.Histogram(
     "kmskey_event_loop_lag_seconds",
-    "How late each tick of the main event loop's heartbeat ran (every 0.1 s): how long the loop was busy "
+    "How late each tick of the main event loop's heartbeat ran (every 0.25 s): how long the loop was busy "
     "before it could serve anything else (the webhook, the watch streams, kopf's workers)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0),
 )
