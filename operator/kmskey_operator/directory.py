@@ -49,13 +49,15 @@ def key_ids(body: Mapping[str, Any]) -> set[str]:
 def register(registry: kopf.OperatorRegistry | None = None) -> None:
     registry = registry or kopf.get_default_registry()
 
+    # Coroutines, though they never wait: kopf runs a plain function in a worker thread, a thread-pool
+    # round trip (and GIL hand-offs) for each index at every watch event of every KmsKey.
     @kopf.index(*RESOURCE, id=BY_UID, registry=registry)
-    def kmskeys_by_uid(body: kopf.Body, **_: Any) -> dict[str, Entry]:
+    async def kmskeys_by_uid(body: kopf.Body, **_: Any) -> dict[str, Entry]:
         entry = _entry(body)
         return {entry.uid: entry}
 
     @kopf.index(*RESOURCE, id=BY_KEY_ID, registry=registry)
-    def kmskeys_by_key_id(body: kopf.Body, **_: Any) -> dict[str, Entry]:
+    async def kmskeys_by_key_id(body: kopf.Body, **_: Any) -> dict[str, Entry]:
         entry = _entry(body)
         return {key_id: entry for key_id in key_ids(body)}
 
