@@ -236,6 +236,13 @@ def test_pod_has_resources_and_probes_on_the_health_port() -> None:
     assert ports["webhook"] == int(env["KMSKEY_WEBHOOK_PORT"]["value"])
 
 
+def test_a_stopping_pod_keeps_serving_until_the_webhook_service_forgets_it() -> None:
+    assert container(template())["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    assert "lifecycle" not in container(template({"preStopSleepSeconds": 0}))
+    too_long = refusal({"preStopSleepSeconds": 30, "terminationGracePeriodSeconds": 30})
+    assert "preStopSleepSeconds (30) must be shorter than terminationGracePeriodSeconds (30)" in too_long
+
+
 def test_image_digest_wins_over_the_tag() -> None:
     digest = "sha256:" + "a" * 64
     assert container(template({"image.tag": "1.2.3"}))["image"] == "kmskey-operator:1.2.3"

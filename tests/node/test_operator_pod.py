@@ -4,7 +4,8 @@ defaults (plus only what points it at the emulator), run by a real kubelet on a 
 The tests run in file order against one release: install → Ready through its probes (issue #16: the image
 crashed on start as uid 65532 with the defaults) → the pod's identity and root filesystem → the webhook
 through its Service → the seed example → a namespace deleted with KmsKeys inside → `helm test` → an upgrade
-that rolls the pod → HA with two replicas → `helm uninstall`. KMS is checked through the official SDK.
+that rolls the pod → HA with two replicas → a rollout of both with admission up → `helm uninstall`.
+KMS is checked through the official SDK.
 """
 
 from __future__ import annotations
@@ -368,6 +369,45 @@ def test_ha_with_two_replicas_elects_exactly_one_active(
     assert node_emulator.call_counts().get("CreateKey") == 1
     assert states
     assert set(states.values()) == {0.0, 1.0}
+
+
+def test_every_apply_is_admitted_while_two_replicas_roll(node_cluster: NodeCluster) -> None:
+    """With two replicas a rollout keeps admission up: a pod leaves the webhook Service before it stops
+    serving (the chart's preStop sleep); without it an apply met a gone pod's address ("no route to
+    host")."""
+    before = {p["metadata"]["name"] for p in wait_for_ready_pods(node_cluster, 2)}
+    namespace = team_namespace(node_cluster, "roll")
+    probe = json.dumps(
+        {
+            "apiVersion": "kms.alicloud.dev/v1alpha1",
+            "kind": "KmsKey",
+            "metadata": {"name": "admitted", "namespace": namespace},
+            "spec": {"description": "asked during a rollout"},
+        }
+    )
+    node_cluster.kubectl("-n", SYSTEM, "rollout", "restart", "deployment", DEPLOYMENT)
+    refused: list[str] = []
+    attempts = 0
+    deadline = time.monotonic() + POD_READY_SECONDS
+    while time.monotonic() < deadline:
+        answer = node_cluster.kubectl("create", "--dry-run=server", "-f", "-", input=probe, check=False)
+        attempts += 1
+        if answer.returncode != 0:
+            refused.append(answer.stderr.strip())
+        pods = operator_pods(node_cluster)
+        ready = [p for p in pods if pod_condition(p, "Ready").get("status") == "True"]
+        if len(pods) == 2 and len(ready) == 2 and not {p["metadata"]["name"] for p in pods} & before:
+            break
+    else:
+        raise AssertionError(f"the rollout did not finish within {POD_READY_SECONDS:.0f}s")
+    # Once more after the last old pod is gone: kube-proxy's rules may still name it for a moment.
+    for _ in range(10):
+        answer = node_cluster.kubectl("create", "--dry-run=server", "-f", "-", input=probe, check=False)
+        attempts += 1
+        if answer.returncode != 0:
+            refused.append(answer.stderr.strip())
+    assert attempts > 20
+    assert refused == [], f"{len(refused)} of {attempts} applies refused during the rollout: {refused[:3]}"
 
 
 def test_helm_uninstall_leaves_every_key_in_kms(
