@@ -493,8 +493,16 @@ class Registry:
             connect_timeout_ms=s.kms_connect_timeout_ms,
             read_timeout_ms=s.kms_read_timeout_ms,
         )
+        credential = self._operator.credential
         try:
-            identity = await sts.caller_identity(self._operator.credential, endpoint)
+            # Resolve (refresh, for RRSA) in a thread first: the gateway's worker threads share this chain and
+            # its lock, which the library's async path would wait on with the event loop blocked.
+            await asyncio.to_thread(credential.get_credential)
+        except Exception as error:  # no usable credentials in the chain (CredentialException and kin)
+            logger.info("the operator's own credentials are not usable: %s", error)
+            return ""
+        try:
+            identity = await sts.caller_identity(credential, endpoint)
         except KmsError as error:
             logger.info("the operator's own credentials have no account STS can name: %s", error.describe())
             return ""
