@@ -112,7 +112,13 @@ def _run(args: argparse.Namespace) -> int:
         metrics.start_server(runtime.settings.metrics_port, runtime.settings.metrics_host)
         background.append(asyncio.create_task(runtime.scheduler.run_forever(), name="resync scheduler"))
         # After a wave of reconciles, hand the memory they freed back to the OS (see memory.py).
-        background.append(asyncio.create_task(memory.release_after_waves(lambda: runtime.reconciles_started)))
+        background.append(
+            asyncio.create_task(
+                memory.release_after_waves(
+                    lambda: runtime.reconciles_started, running=lambda: runtime.reconciles_running
+                )
+            )
+        )
         background.append(asyncio.create_task(checker.run()))
 
     @kopf.on.cleanup(registry=registry)

@@ -92,6 +92,8 @@ class Runtime:
     kopf_context: contextvars.Context | None = None
     reconciles_started: int = 0
     """Reconciles started by kopf handlers (not drift checks) since start: what memory.py watches."""
+    reconciles_running: int = 0
+    """Of those, the ones not finished yet (a wave is over only when none runs)."""
 
     def __post_init__(self) -> None:
         self.scheduler = ResyncScheduler(
@@ -204,12 +206,18 @@ class Runtime:
     async def reconcile(self, resource: Resource, trigger: str, retry: int = 0) -> Outcome:
         """Reconcile under the key's lock; record it; schedule the key's next drift check."""
         started = time.monotonic()
-        if trigger != "resync":
-            self.reconciles_started += 1  # what memory.py calls a wave; drift checks are the steady state
+        wave = trigger != "resync"  # what memory.py calls a wave; drift checks are the steady state
+        if wave:
+            self.reconciles_started += 1
+            self.reconciles_running += 1
         # Consecutive failures across every trigger, so a resync during an outage backs off too.
         attempt = max(retry, self.failures.get(resource.uid, 0))
-        with ratelimit.scope(_priority(resource, trigger)) as calls:
-            outcome = await self.reconciler.reconcile(resource, attempt=attempt)
+        try:
+            with ratelimit.scope(_priority(resource, trigger)) as calls:
+                outcome = await self.reconciler.reconcile(resource, attempt=attempt)
+        finally:
+            if wave:
+                self.reconciles_running -= 1
         if trigger == "resync":
             self.scheduler.observe_reads(self.region_of(resource), calls.calls[CallClass.READ])
         _record(trigger, resource, outcome, started)

@@ -14,7 +14,9 @@ class SeriesEnded(Exception):
     pass
 
 
-async def actions_for(started_per_check: list[int]) -> list[str]:
+async def actions_for(
+    started_per_check: list[int], running: list[int] | None = None, settle: tuple[int, ...] = (2,)
+) -> list[str]:
     """Run the loop over the reconciles started before each check; what it did at which check (1-based;
     -1: at start, before the first)."""
     remaining = list(started_per_check)
@@ -36,7 +38,8 @@ async def actions_for(started_per_check: list[int]) -> list[str]:
             reconciles,
             check_seconds=0,
             wave=50,
-            settle_checks=2,
+            settle_checks=settle,
+            running=lambda: running[check - 2] if running and 0 <= check - 2 < len(running) else 0,
             free=lambda: actions.append(f"free@{check - 1}"),
             freeze=lambda: actions.append(f"freeze@{check - 1}"),
         )
@@ -55,6 +58,17 @@ async def test_an_operator_keeping_up_is_never_collected() -> None:
 async def test_each_wave_is_released_once() -> None:
     actions = await actions_for([200, 0, 0, 70, 10, 0, 0, 0])
     assert actions == ["freeze@-1", "freeze@1", "free@3", "freeze@4", "freeze@5", "free@7"]
+
+
+async def test_a_wave_still_running_is_not_over() -> None:
+    # All 1,000 reconciles start at once, then wait for KMS: no start for two checks is no end yet.
+    actions = await actions_for([1000, 0, 0, 0, 0, 0], running=[900, 400, 0, 0, 0, 0])
+    assert actions == ["freeze@-1", "freeze@1", "freeze@2", "free@4"]  # not free@3
+
+
+async def test_a_wave_is_released_at_each_settle_point_then_counts_as_over() -> None:
+    actions = await actions_for([200, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0], settle=(2, 4))
+    assert actions == ["freeze@-1", "freeze@1", "free@3", "free@5"]
 
 
 def test_release_frees_cyclic_garbage_and_freezes_what_survives() -> None:
