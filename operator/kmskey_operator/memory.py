@@ -6,12 +6,15 @@ cycles that only a full collection frees, and glibc keeps the freed heap pages m
 creating 1,000 keys, RSS 154 MiB, then 129 MiB after `gc.collect()` + `malloc_trim(0)`; either alone changed
 nothing (docs/performance.md). So once a wave has ended (at least `wave` reconciles by kopf handlers, then
 checks with none started and none still running), memory is collected and trimmed, at a few points after
-it: what a wave held is let go over tens of seconds after its last reconcile (kopf's per-object workers
-and what they keep). Measured at 1,000 keys at once, quotas off: releases 15, 25 and 60 s after the last
-reconcile ended took RSS 140 -> 139, 139 -> 108 and 108 -> 108 MiB; a single one 10 s after the last key was
-Ready had freed 1 MiB and left the process at 136 MiB until the next wave. The signal is the reconciles
-themselves, not the KMS rate limiter's queue: with quotas off (or raised) nothing ever queues. Drift checks
-do not count: they are the steady state, spread out by the scheduler.
+it. Most of what a burst holds at its end is kopf's idle connections to the API server: its aiohttp session
+has no connection limit, a 1,000-key burst opened up to 156 at once, and each TLS connection keeps asyncio's
+256 KiB read buffer; aiohttp closes an idle connection 15-30 s after its last use. So the releases come 25,
+35 and 60 s after the wave's last reconcile ended, the second one always after those connections are gone.
+Measured at 1,000 keys at once, quotas off (releases then at 15, 25, 60 s): 172 -> 170, 170 -> 107,
+108 -> 107 MiB in one run; 144 -> 143, 143 -> 143, 143 -> 110 MiB in another; a single release 10 s after the
+last key was Ready had freed 1 MiB and left the process at 136 MiB until the next wave. The signal is the
+reconciles themselves, not the KMS rate limiter's queue: with quotas off (or raised) nothing ever queues.
+Drift checks do not count: they are the steady state, spread out by the scheduler.
 
 **Full collections.** CPython's full collection walks every tracked object: the modules the operator imports
 (about 70,000 objects) and each key's state (about 10 objects a key since the kopf timer per key is gone;
@@ -37,10 +40,9 @@ logger = logging.getLogger(__name__)
 
 CHECK_SECONDS = 5.0
 WAVE_RECONCILES = 50
-# Quiet checks after which a wave's memory is released: 15, 25 and 60 s after its last reconcile ended.
-# What a wave held is let go over tens of seconds after it (kopf's per-object workers and what they keep):
-# measured at 1,000 keys, a release 10 s after the last one was Ready freed 1 MiB, one a minute later 27 MiB.
-SETTLE_CHECKS = (3, 5, 12)
+# Quiet checks after which a wave's memory is released: 25, 35 and 60 s after its last reconcile ended
+# (aiohttp closes the wave's idle API connections 15-30 s after their last use; see above).
+SETTLE_CHECKS = (5, 7, 12)
 
 
 def rss_mib() -> float:
