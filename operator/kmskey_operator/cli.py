@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     loop_heartbeat = heartbeat.LoopHeartbeat(
         stall_seconds=settings.liveness_stall_seconds, on_lag=metrics.observe_loop_lag
     )
-    metrics.track_heartbeat(loop_heartbeat.age)
+    metrics.track_heartbeat(loop_heartbeat.waiting)
     readiness = health.Readiness(webhook_enabled=webhook_enabled, heartbeat=loop_heartbeat)
     probes = health.ProbeServer(
         loop_heartbeat,
@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
-        background.append(asyncio.create_task(loop_heartbeat.run(), name="event loop heartbeat"))
+        loop_heartbeat.attach()  # the probes' ticks go to this loop (kopf's) from now on
         # kopf hands every handler its indices; the reconciler asks them whether a claimant still exists.
         runtime.reconciler.liveness = directory.Directory.from_kwargs(
             kwargs, namespaces=runtime.settings.namespaces

@@ -5,9 +5,10 @@ loop where kopf, the reconciles and the webhook run: a probe answered by that lo
 (250-400 ms at p99 during a quotas-off burst of creates), and a kubelet would restart a pod for working
 hard. What the probes report is still about the main loop:
 
-- `/healthz` (KMSKEY_HEALTH_PORT) answers 200 while the main loop's heartbeat (heartbeat.py) ticked within
-  KMSKEY_LIVENESS_STALL_SECONDS, 503 once it has not (a stuck loop: the pod gets restarted), and 503
-  before its first tick (start-up: the startup probe waits). The body says when the loop last ticked.
+- `/healthz` (KMSKEY_HEALTH_PORT) posts a tick to the main loop (heartbeat.py) and answers at once: 200
+  unless a tick has waited for the loop longer than KMSKEY_LIVENESS_STALL_SECONDS (a stuck loop: the pod
+  gets restarted), and 503 before the loop started (start-up: the startup probe waits). The body says how
+  long the waiting tick has waited and when the loop last ran one.
 - `/readyz` (KMSKEY_READY_PORT) answers 200 when ready; ready means all of:
 
 - kopf's startup handlers finished (kopf's `ready_flag`);
@@ -57,13 +58,15 @@ class Readiness:
             missing.append(f"a watch on {names.CRD_NAME} (is the CRD installed?)")
         if self.webhook_enabled and not self.webhook_serving:
             missing.append("the admission webhook server")
-        if self.heartbeat is not None and not self.heartbeat.alive():
-            age, threshold = self.heartbeat.age(), self.heartbeat.stall_seconds
-            missing.append(
-                "the event loop's first tick"
-                if age is None
-                else f"the event loop (stuck: no tick for {age:.1f}s, threshold {threshold:g}s)"
-            )
+        if self.heartbeat is not None:
+            self.heartbeat.poke()
+            if not self.heartbeat.alive():
+                waited, threshold = self.heartbeat.waiting(), self.heartbeat.stall_seconds
+                missing.append(
+                    "the event loop's start"
+                    if self.heartbeat.age() is None
+                    else f"the event loop (stuck: a tick has waited {waited:.1f}s, threshold {threshold:g}s)"
+                )
         return missing
 
     def track_webhook(self, server: Any) -> Callable[[Any], AsyncIterator[Any]]:
@@ -106,7 +109,8 @@ def _watched(insights: Insights) -> tuple[Any, ...]:
 
 
 async def healthz(heartbeat: LoopHeartbeat) -> aiohttp.web.Response:
-    """Liveness: 200 while the main loop ticks within its stall threshold, else 503; JSON either way."""
+    """Liveness: post a tick to the main loop; 200 unless a tick has waited past the threshold (JSON)."""
+    heartbeat.poke()
     report = heartbeat.report()
     return aiohttp.web.json_response(report, status=200 if report["alive"] else 503)
 

@@ -78,14 +78,14 @@ RESYNC_DELAY = prom.Histogram(
 )
 EVENT_LOOP_LAG = prom.Histogram(
     "kmskey_event_loop_lag_seconds",
-    "How late each tick of the main event loop's heartbeat ran (every 0.25 s): how long the loop was busy "
+    "How long each tick a probe posted to the main event loop waited to run: how long the loop was busy "
     "before it could serve anything else (the webhook, the watch streams, kopf's workers)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0),
 )
-EVENT_LOOP_TICK_AGE = prom.Gauge(
-    "kmskey_event_loop_last_tick_age_seconds",
-    "Seconds since the main event loop's heartbeat last ticked (read at scrape time; /healthz fails above "
-    "KMSKEY_LIVENESS_STALL_SECONDS)",
+EVENT_LOOP_TICK_WAIT = prom.Gauge(
+    "kmskey_event_loop_tick_wait_seconds",
+    "Seconds the tick a probe posted has waited for the main event loop so far, 0 when none waits (read at "
+    "scrape time; /healthz fails above KMSKEY_LIVENESS_STALL_SECONDS)",
 )
 READY_STATES = ("True", "False", "Unknown")
 
@@ -230,6 +230,6 @@ def observe_loop_lag(seconds: float) -> None:
     EVENT_LOOP_LAG.observe(seconds)
 
 
-def track_heartbeat(age: Callable[[], float | None]) -> None:
-    """The last tick's age, read when scraped (-1 before the first tick)."""
-    EVENT_LOOP_TICK_AGE.set_function(lambda: -1.0 if (seconds := age()) is None else seconds)
+def track_heartbeat(waiting: Callable[[], float]) -> None:
+    """How long the posted tick has waited for the main loop, read when scraped."""
+    EVENT_LOOP_TICK_WAIT.set_function(waiting)

@@ -334,7 +334,7 @@ SCALE_ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("healthz_max_ms_during_burst", "/healthz during the burst, max", "ms", "{:.1f}"),
     (
         "event_loop_lag_p50_ms_during_burst",
-        "main event loop's lag during the burst, p50 (its heartbeat, from /metrics)",
+        "main event loop's lag during the burst, p50 (the probes' ticks, from /metrics)",
         "ms",
         "{:.1f}",
     ),

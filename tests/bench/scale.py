@@ -5,9 +5,9 @@ operator with its client-side limits off too (KMSKEY_*_QPS=0) and its admission 
 
 1. applies 10,000 KmsKeys at once and waits until every one is Ready (`burst_10000_seconds`), probing the
    operator's `/healthz` every 100 ms meanwhile (`healthz_p99_ms_during_burst`: what a kubelet waits for;
-   the probes have a thread of their own) and reading the main event loop's own lag from its heartbeat
-   histogram in /metrics (`event_loop_lag_p99_ms_during_burst`: how long the loop was busy before it could
-   serve anything else, which is also what the webhook and the watch streams wait), and counting the
+   the probes have a thread of their own) and reading the main event loop's own lag from /metrics (how long
+   each probe's tick waited for the loop, `event_loop_lag_p99_ms_during_burst`: how long it was busy before it
+   could serve anything else, which is also what the webhook and the watch streams wait), and counting the
    kube-apiserver's write requests;
 2. lets the wave settle (the operator returns its memory once a wave ends), then measures the operator idle
    with 10,000 keys (`operator_rss_mb_10000_keys`, `operator_idle_cpu_percent_10000_keys`): a window before
@@ -146,7 +146,7 @@ LOOP_LAG = "kmskey_event_loop_lag_seconds"
 
 
 def loop_lag_buckets(metrics: str) -> dict[float, float]:
-    """The operator's event-loop lag histogram (its heartbeat's ticks): upper bound -> cumulative count."""
+    """The operator's event-loop lag histogram (its probes' ticks): upper bound -> cumulative count."""
     found: dict[float, float] = {}
     for family in text_string_to_metric_families(metrics):
         if family.name == LOOP_LAG:

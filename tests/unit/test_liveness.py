@@ -27,44 +27,87 @@ class FakeClock:
         return self.now
 
 
-def test_heartbeat_is_alive_only_within_the_stall_threshold_of_its_last_tick() -> None:
-    clock = FakeClock()
-    beat = LoopHeartbeat(stall_seconds=10, clock=clock)
-    assert (beat.alive(), beat.age()) == (False, None)  # no tick yet: starting
-    beat.tick()
+class FakeLoop:
+    """Collects what call_soon_threadsafe is handed; `run()` runs it, as the loop would."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+        self.closed = False
+
+    def call_soon_threadsafe(self, callback: Any) -> None:
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        self.callbacks.append(callback)
+
+    def run(self) -> None:
+        callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+def attached(**kwargs: Any) -> tuple[FakeClock, FakeLoop, LoopHeartbeat]:
+    clock, loop = FakeClock(), FakeLoop()
+    beat = LoopHeartbeat(stall_seconds=10, clock=clock, **kwargs)
+    beat.attach(loop)  # type: ignore[arg-type]
+    return clock, loop, beat
+
+
+def test_heartbeat_is_stuck_only_once_a_posted_tick_waited_past_the_threshold() -> None:
+    lags: list[float] = []
+    clock, loop, beat = attached(on_lag=lags.append)
+    clock.now += 60  # idle: nothing was posted, nothing waits
+    assert beat.alive()
+    beat.poke()
+    beat.poke()  # one tick waits at a time
+    assert len(loop.callbacks) == 1
     clock.now += 9.5
     assert beat.alive()
-    assert beat.age() == pytest.approx(9.5)
+    assert beat.waiting() == pytest.approx(9.5)
     clock.now += 1.0
     assert not beat.alive()
     assert beat.report() == {
         "alive": False,
-        "event_loop_last_tick_seconds_ago": 10.5,
+        "event_loop_waiting_seconds": 10.5,
+        "event_loop_last_tick_seconds_ago": 70.5,
         "stall_threshold_seconds": 10,
     }
-    beat.tick()
+    loop.run()  # the loop runs again
     assert beat.alive()
+    assert (beat.waiting(), beat.age(), lags) == (0.0, 0.0, [10.5])
 
 
-def test_heartbeat_refuses_a_threshold_its_own_ticks_could_miss() -> None:
-    with pytest.raises(ValueError, match="must exceed the tick interval"):
-        LoopHeartbeat(stall_seconds=0.1, interval=0.1)
+def test_heartbeat_before_the_loop_started_and_after_it_closed() -> None:
+    beat = LoopHeartbeat(stall_seconds=10, clock=FakeClock())
+    beat.poke()  # nowhere to post it
+    assert (beat.alive(), beat.age()) == (False, None)
+    clock, loop, beat = attached()
+    loop.closed = True
+    beat.poke()
+    clock.now += 11
+    assert not beat.alive()  # a closed loop runs nothing: stuck
 
 
-def test_heartbeat_ticks_report_how_long_the_loop_was_blocked() -> None:
+def test_heartbeat_refuses_a_threshold_of_zero() -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        LoopHeartbeat(stall_seconds=0)
+
+
+def test_heartbeat_ticks_measure_how_long_the_loop_was_blocked() -> None:
     lags: list[float] = []
-    beat = LoopHeartbeat(stall_seconds=5, interval=0.02, on_lag=lags.append)
+    beat = LoopHeartbeat(stall_seconds=5, on_lag=lags.append)
 
     async def scenario() -> None:
-        task = asyncio.create_task(beat.run())
-        await asyncio.sleep(0.1)
-        time.sleep(0.3)  # noqa: ASYNC251  (the point: the loop is blocked, the tick due meanwhile is late)
-        await asyncio.sleep(0.1)
-        task.cancel()
+        beat.attach()
+        beat.poke()
+        await asyncio.sleep(0.05)
+        beat.poke()
+        time.sleep(0.3)  # noqa: ASYNC251  (the point: the loop is blocked, the posted tick waits)
+        await asyncio.sleep(0.05)
 
     asyncio.run(scenario())
-    assert max(lags) >= 0.25
-    assert sorted(lags)[len(lags) // 2] < 0.05  # the others came on time
+    assert len(lags) == 2
+    assert lags[0] < 0.05
+    assert lags[1] >= 0.25
 
 
 def test_the_stall_threshold_setting_is_validated() -> None:
@@ -83,14 +126,16 @@ def ready_readiness(beat: LoopHeartbeat) -> health.Readiness:
 
 
 def test_readiness_fails_while_the_loop_is_stuck() -> None:
-    clock = FakeClock()
-    beat = LoopHeartbeat(stall_seconds=10, clock=clock)
+    beat = LoopHeartbeat(stall_seconds=10, clock=FakeClock())
     readiness = ready_readiness(beat)
-    assert readiness.waiting_for() == ["the event loop's first tick"]
-    beat.tick()
-    assert readiness.waiting_for() == []
+    assert readiness.waiting_for() == ["the event loop's start"]
+    clock, loop, beat = attached()
+    readiness = ready_readiness(beat)
+    assert readiness.waiting_for() == []  # and it posted a tick
     clock.now += 12
-    assert readiness.waiting_for() == ["the event loop (stuck: no tick for 12.0s, threshold 10s)"]
+    assert readiness.waiting_for() == ["the event loop (stuck: a tick has waited 12.0s, threshold 10s)"]
+    loop.run()
+    assert readiness.waiting_for() == []
 
 
 def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
@@ -102,8 +147,8 @@ def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[FakeClock, LoopHeartbeat, int, int]]:
-    clock = FakeClock()
+def served() -> Iterator[tuple[FakeClock, FakeLoop, LoopHeartbeat, int, int]]:
+    clock, loop = FakeClock(), FakeLoop()
     beat = LoopHeartbeat(stall_seconds=10, clock=clock)
     health_port, ready_port = free_ports(2)
     server = health.ProbeServer(
@@ -111,31 +156,33 @@ def served() -> Iterator[tuple[FakeClock, LoopHeartbeat, int, int]]:
     )
     server.start()
     try:
-        yield clock, beat, health_port, ready_port
+        yield clock, loop, beat, health_port, ready_port
     finally:
         server.stop()
 
 
 def test_probe_server_reports_the_heartbeat_from_its_own_thread(
-    served: tuple[FakeClock, LoopHeartbeat, int, int],
+    served: tuple[FakeClock, FakeLoop, LoopHeartbeat, int, int],
 ) -> None:
-    clock, beat, health_port, ready_port = served
+    clock, loop, beat, health_port, ready_port = served
     code, body = get(health_port, "/healthz")
     assert (code, body["alive"], body["event_loop_last_tick_seconds_ago"]) == (503, False, None)
-    beat.tick()
+    beat.attach(loop)  # type: ignore[arg-type]
     assert get(health_port, "/healthz")[0] == 200
+    assert len(loop.callbacks) == 1  # the probe posted a tick
     assert get(ready_port, "/readyz") == (200, {"ready": True, "waiting_for": []})
-    clock.now += 11
+    clock.now += 11  # the loop never ran it
     code, body = get(health_port, "/healthz")
-    assert (code, body["event_loop_last_tick_seconds_ago"], body["stall_threshold_seconds"]) == (503, 11, 10)
+    assert (code, body["event_loop_waiting_seconds"], body["stall_threshold_seconds"]) == (503, 11, 10)
     assert get(ready_port, "/readyz")[0] == 503
+    loop.run()
+    assert get(health_port, "/healthz")[0] == 200
 
 
 def test_probe_server_answers_while_the_main_thread_is_busy() -> None:
     """The probe thread needs only the GIL's switch interval, not the caller's loop: a loop spinning in
     Python (as kopf's long iterations do) still lets it answer within milliseconds."""
     beat = LoopHeartbeat(stall_seconds=10)
-    beat.tick()
     (health_port,) = free_ports(1)
     server = health.ProbeServer(
         beat, ready_readiness(beat), host="127.0.0.1", health_port=health_port, ready_port=0
@@ -145,6 +192,7 @@ def test_probe_server_answers_while_the_main_thread_is_busy() -> None:
 
     async def spin_while_probing() -> None:
         loop = asyncio.get_running_loop()
+        beat.attach()
 
         def probe() -> None:
             began = time.monotonic()
