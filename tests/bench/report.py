@@ -295,7 +295,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"From the last `make bench-scale` ({scale.get('keys')} keys, quotas off, commit "
             f"`{scale.get('revision')}`, {scale.get('finished_at')}; details in scale.md):",
             "",
-            scale_table(results),
+            # Only the figures merged from that run: the other keys here are this run's (1,000 keys).
+            scale_table(
+                {k: results[k] for k in SCALE_KEYS if k in results}
+                | {"parameters": {"keys": scale.get("keys")}}
+            ),
             "",
         ]
     return "\n".join(header)

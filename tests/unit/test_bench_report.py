@@ -49,3 +49,29 @@ def test_histogram_quantile_reads_the_counts_between_two_scrapes_as_prometheus_d
     assert report.histogram_max_bound(before, {**after, inf: 109.0}) == 1.0
     assert report.histogram_quantile(after, after, 0.99) is None
     assert report.histogram_max_bound(after, after) is None
+
+
+def test_the_merged_scale_section_shows_the_scale_runs_figures_only() -> None:
+    bench = {
+        "parameters": {"keys": 1000},
+        "operator_cpu_percent_burst": 18.1,
+        "operator_rss_mb_start": 72.0,
+        "machine": {"cpu_model": "x", "cores": 2, "memory_gib": 1, "kernel": "k", "python": "3"},
+        "finished_at": "t",
+        "revision": "r",
+        "bench_wall_seconds": 1.0,
+    }
+    scale = {
+        "parameters": {"keys": 10000},
+        "burst_10000_seconds": 171.0,
+        "healthz_p99_ms_during_burst": 40.2,
+        "operator_cpu_percent_burst": 75.7,
+        "revision": "s",
+        "finished_at": "u",
+    }
+    merged = bench | {k: scale[k] for k in report.SCALE_KEYS if k in scale}
+    merged["scale"] = {"revision": "s", "finished_at": "u", "keys": 10000}
+    section = report.markdown(merged).split("From the last `make bench-scale`")[1]
+    assert "10,000 KmsKeys applied at once → all Ready (quotas off) | 171.0 s" in section
+    assert "1,000" not in section
+    assert "Operator CPU during the burst" not in section  # the 1,000-key run's 18.1 % is not the scale run's
