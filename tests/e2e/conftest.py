@@ -30,6 +30,21 @@ def emulator() -> Iterator[EmulatorHandle]:
         yield emu
 
 
+def operator_on(
+    emulator: EmulatorHandle, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]
+) -> OperatorProcess:
+    """An operator process, not started, on this API server and emulator, trusting its CA; `env` added."""
+    return OperatorProcess(
+        kubeconfig=kubeconfig,
+        kms_endpoint=emulator.endpoint,
+        access_key_id=emulator.access_key_id,
+        access_key_secret=emulator.access_key_secret,
+        log_dir=tmp_path_factory.mktemp("operator"),
+        kms_ca_file=emulator.ca_file,
+        extra_env=env,
+    )
+
+
 @pytest.fixture(scope="module")
 def operator(
     emulator: EmulatorHandle,
@@ -37,14 +52,11 @@ def operator(
     crd_installed: list[str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(
-        kubeconfig=kubeconfig,
-        kms_endpoint=emulator.endpoint,
-        access_key_id=emulator.access_key_id,
-        access_key_secret=emulator.access_key_secret,
-        log_dir=tmp_path_factory.mktemp("operator"),
-        kms_ca_file=emulator.ca_file,
-        extra_env={
+    process = operator_on(
+        emulator,
+        kubeconfig,
+        tmp_path_factory,
+        {
             "KMSKEY_WEBHOOK_ENABLED": "false",
             "KMSKEY_RESYNC_SECONDS": "3",
             "KMSKEY_RESYNC_JITTER": "0",

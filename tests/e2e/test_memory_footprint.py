@@ -17,7 +17,7 @@ import pytest
 
 from kms_emulator.testing import EmulatorHandle
 from tests.conftest import Kubectl
-from tests.e2e.conftest import wait_ready
+from tests.e2e.conftest import operator_on, wait_ready
 from tests.harness.operator import OperatorProcess
 
 KMS_THREADS = 4
@@ -34,14 +34,11 @@ def operator(
     crd_installed: list[str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(
-        kubeconfig=kubeconfig,
-        kms_endpoint=emulator.endpoint,
-        access_key_id=emulator.access_key_id,
-        access_key_secret=emulator.access_key_secret,
-        log_dir=tmp_path_factory.mktemp("operator"),
-        kms_ca_file=emulator.ca_file,
-        extra_env={
+    process = operator_on(
+        emulator,
+        kubeconfig,
+        tmp_path_factory,
+        {
             "KMSKEY_WEBHOOK_ENABLED": "false",
             "KMSKEY_KMS_MAX_CONNECTIONS": str(KMS_THREADS),
         },

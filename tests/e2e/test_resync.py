@@ -17,7 +17,7 @@ from kubernetes import client, config, watch
 from kms_emulator.testing import EmulatorHandle
 from kmskey_operator import names
 from tests.conftest import Kubectl
-from tests.e2e.conftest import apply, get, wait_for, wait_ready
+from tests.e2e.conftest import apply, get, operator_on, wait_for, wait_ready
 from tests.harness.operator import OperatorProcess
 
 
@@ -82,14 +82,11 @@ def operator(
     This operator also sees every KmsKey the earlier test modules left behind (their namespaces stay), all
     resyncing every 3 s too: under a read budget their intervals, and these tests', would be stretched.
     """
-    process = OperatorProcess(
-        kubeconfig=kubeconfig,
-        kms_endpoint=emulator.endpoint,
-        access_key_id=emulator.access_key_id,
-        access_key_secret=emulator.access_key_secret,
-        log_dir=tmp_path_factory.mktemp("operator"),
-        kms_ca_file=emulator.ca_file,
-        extra_env={
+    process = operator_on(
+        emulator,
+        kubeconfig,
+        tmp_path_factory,
+        {
             "KMSKEY_WEBHOOK_ENABLED": "false",
             "KMSKEY_RESYNC_SECONDS": "3",
             "KMSKEY_RESYNC_JITTER": "0",

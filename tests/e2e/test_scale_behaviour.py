@@ -18,7 +18,7 @@ import pytest
 from kms_emulator.testing import EmulatorHandle, run_emulator
 from kmskey_operator import names
 from tests.conftest import Kubectl
-from tests.e2e.conftest import apply, wait_ready
+from tests.e2e.conftest import apply, operator_on, wait_ready
 from tests.harness.operator import OperatorProcess
 from tests.harness.scrape import metric_value
 
@@ -42,14 +42,11 @@ def operator(
     poisoned = tmp_path_factory.mktemp("no-kubernetes")
     (poisoned / "kubernetes").mkdir()
     (poisoned / "kubernetes" / "__init__.py").write_text(POISON)
-    process = OperatorProcess(
-        kubeconfig=kubeconfig,
-        kms_endpoint=emulator.endpoint,
-        access_key_id=emulator.access_key_id,
-        access_key_secret=emulator.access_key_secret,
-        log_dir=tmp_path_factory.mktemp("operator"),
-        kms_ca_file=emulator.ca_file,
-        extra_env={
+    process = operator_on(
+        emulator,
+        kubeconfig,
+        tmp_path_factory,
+        {
             "PYTHONPATH": str(poisoned),
             "KMSKEY_READ_QPS": "2",
             "KMSKEY_RESYNC_READ_SHARE": "0.5",
